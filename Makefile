@@ -1,0 +1,87 @@
+# nslab: the two commands a newcomer needs are `make lab` and `make test`.
+# Both install what is missing first (OS packages, a virtualenv, the Python
+# dependencies, a Jupyter kernel) and are safe to run again.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Debian's own python3 (not a pyenv or conda one): its files are readable by
+# every user, which the rootless tests need.
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+JUPYTER_IP ?= 127.0.0.1
+JUPYTER_PORT ?= 8888
+PYTEST_ARGS ?=
+
+# What the lessons, the grader and the tests call: ip, nsenter/unshare/lsns,
+# busybox for small root file systems, tini and dumb-init (real inits the
+# pid1 exercise must accept), graphviz for the pictures, tmux for the
+# two-shell demos, gcc for the C solutions and the benchmark.
+OS_PACKAGES := python3 python3-venv iproute2 util-linux procps psmisc iputils-ping \
+	hostname busybox-static graphviz tini dumb-init tmux gcc libc6-dev make strace
+
+.PHONY: help lab setup os-packages venv kernel test lint bench selftest clean
+
+help:
+	@echo "make lab     install everything (needs root) and start JupyterLab on lessons/"
+	@echo "make test    install everything (needs root) and run the whole test suite"
+	@echo "make bench   time namespace operations (labkit vs Python vs unshare(1) vs C)"
+	@echo "make lint    ruff"
+	@echo "make clean   remove the virtualenv"
+
+lab: setup
+	@echo "==> starting JupyterLab on lessons/ at http://$(JUPYTER_IP):$(JUPYTER_PORT) (Ctrl-C to stop)"
+	@$(VENV)/bin/jupyter lab --no-browser --ip=$(JUPYTER_IP) --port=$(JUPYTER_PORT) \
+		--ServerApp.root_dir=lessons $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
+setup: os-packages venv kernel
+
+os-packages:
+	@missing=$$(for p in $(OS_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
+		| grep -q 'ok installed' || echo $$p; done | xargs); \
+	if [ -z "$$missing" ]; then echo "==> OS packages: all present"; exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "make: installing OS packages ($$missing) needs root: apt-get writes to /var and /usr."; \
+		echo "      Run 'sudo make $(MAKECMDGOALS)'. (The lab itself needs root too: creating most"; \
+		echo "      namespaces needs CAP_SYS_ADMIN, though labkit's rootless mode does a lot without.)"; \
+		exit 2; fi; \
+	echo "==> apt-get install $$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@echo "==> creating $(VENV) with $(PYTHON) and installing requirements.txt"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -r requirements.txt
+	@$(PY) -m pip install -q --no-deps -e .
+	@touch $@
+
+kernel: $(VENV)/share/jupyter/kernels/nslab/kernel.json
+
+$(VENV)/share/jupyter/kernels/nslab/kernel.json: $(VENV)/.installed
+	@echo "==> registering the Jupyter kernel 'nslab'"
+	@$(PY) -m ipykernel install --sys-prefix --name nslab --display-name "nslab (labkit)" >/dev/null
+
+test: setup
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "make test: the suite needs root: it creates every namespace type, mounts file"; \
+		echo "           systems in them and runs some tests as another user. Run 'sudo make test'."; \
+		exit 2; fi
+	@echo "==> ruff"
+	@$(VENV)/bin/ruff check labkit grader tests bench
+	@echo "==> pytest (the whole suite; every test runs in namespaces of its own)"
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	@$(VENV)/bin/ruff check labkit grader tests bench
+
+bench: setup
+	@echo "==> bench/ns_ops.py"
+	@$(PY) bench/ns_ops.py
+
+clean:
+	rm -rf $(VENV)

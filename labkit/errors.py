@@ -1,0 +1,226 @@
+"""Errors that teach.
+
+A failed system call gives an errno and nothing else.  TLPI's examples die
+with ``errExit("unshare")``; labkit raises an ``OSError`` subclass that keeps
+the errno (so ``except PermissionError`` still works) and adds the sentence a
+student needs next: which capability was missing, which limit was hit, which
+rule was broken, and what to do about it.
+
+    >>> raise error_for("unshare", errno.EPERM, flags=CLONE_NEWUTS)
+    MissingCapability: unshare(CLONE_NEWUTS): Operation not permitted
+      Creating a uts namespace needs CAP_SYS_ADMIN ...
+
+See errno(3), capabilities(7), and the ERRORS section of each man page.
+"""
+
+from __future__ import annotations
+
+import errno as E
+import os
+
+from .nstypes import BY_NAME, decode_flags, format_flags
+
+CLONE_NEWUSER = BY_NAME["user"].flag
+CLONE_NEWNS = BY_NAME["mnt"].flag
+CLONE_NEWPID = BY_NAME["pid"].flag
+
+ROOTLESS_HINT = (
+    "Run as root (sudo), or let labkit add a user namespace that maps you to "
+    "root inside it (rootless mode: `labkit run -U --map-root ...`, or "
+    "spawn(..., namespaces=[..., 'user'])): capabilities in a new user "
+    "namespace are enough for every other type the kernel lets it own.")
+
+
+class NamespaceError(OSError):
+    """A failed namespace-related system call, with the lesson attached.
+
+    ``errno`` and ``strerror`` are the kernel's; ``syscall`` names the call as
+    one would write it in C; ``hint`` says why it failed and what to do.
+    """
+
+    def __init__(self, err: int, syscall: str, hint: str = "") -> None:
+        super().__init__(err, os.strerror(err))
+        self.syscall = syscall
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = f"{self.syscall}: {self.strerror}"
+        return f"{text}\n  {self.hint}" if self.hint else text
+
+    def __reduce__(self):  # so that a child process can send it to its parent
+        return (self.__class__, (self.errno, self.syscall, self.hint))
+
+
+class MissingCapability(NamespaceError, PermissionError):
+    """EPERM: the caller lacks a capability (see capabilities(7))."""
+
+
+class ThreadedProcessError(NamespaceError):
+    """EINVAL from unshare(CLONE_NEWUSER or CLONE_NEWNS) in a multi-threaded process."""
+
+
+class NamespaceLimitError(NamespaceError):
+    """ENOSPC/EUSERS: a /proc/sys/user/max_* limit or the nesting limit was hit."""
+
+
+class MapRuleError(NamespaceError):
+    """A uid_map/gid_map/setgroups rule of user_namespaces(7) was broken."""
+
+
+def _types(flags: int) -> str:
+    try:
+        return ", ".join(t.name for t in decode_flags(flags)) or "no"
+    except ValueError:
+        return f"{flags:#x}"
+
+
+def _eperm_hint(syscall: str, flags: int) -> str:
+    """Which capability the call needed, and how to get it."""
+    who = f"this process (euid {os.geteuid()})"
+    if syscall.startswith(("unshare", "clone")):
+        if flags == CLONE_NEWUSER:
+            return _userns_eperm_hint()
+        others = flags & ~CLONE_NEWUSER
+        return (f"Creating a {_types(others)} namespace needs CAP_SYS_ADMIN in the "
+                f"user namespace that will own it, and {who} does not have it. "
+                "A user namespace needs no capability at all. " + ROOTLESS_HINT)
+    if syscall.startswith("setns"):
+        return ("Joining a namespace needs CAP_SYS_ADMIN in the user namespace that "
+                "owns it (for a user namespace: in that namespace itself; for a mount "
+                f"namespace, also CAP_SYS_CHROOT), and {who} does not have it. "
+                "Run as root, or join the owning user namespace first (nsenter -U).")
+    if syscall.startswith(("sethostname", "setdomainname")):
+        return ("Setting the hostname needs CAP_SYS_ADMIN in the user namespace that "
+                "owns the UTS namespace. Create a UTS namespace together with a user "
+                "namespace (rootless mode), or run as root.")
+    if syscall.startswith(("mount", "umount", "pivot_root")):
+        return ("Mounting needs CAP_SYS_ADMIN in the user namespace that owns the "
+                "mount namespace. As a normal user, do it inside a new user and mount "
+                "namespace (rootless mode); some file systems (e.g. sysfs of the host's "
+                "network namespace) cannot be mounted there at all.")
+    if syscall.startswith("chroot"):
+        return "chroot(2) needs CAP_SYS_CHROOT. Run as root or inside a user namespace."
+    if "uid_map" in syscall or "gid_map" in syscall:
+        return _map_hint(syscall)
+    if "timens_offsets" in syscall:
+        return ("Writing time offsets needs CAP_SYS_TIME in the user namespace that owns "
+                "the time namespace, and only before any process has entered it.")
+    return f"{who} lacks a capability this call needs; see capabilities(7). " + ROOTLESS_HINT
+
+
+def _userns_eperm_hint() -> str:
+    reasons = ["Creating a user namespace needs no capability, so the kernel refused it "
+               "for another reason:"]
+    for path, bad in (("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+                      ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1")):
+        try:
+            with open(path) as f:
+                if f.read().strip() == bad:
+                    reasons.append(f"{path} is {bad}: unprivileged user namespaces are "
+                                   "disabled on this machine (an administrator can "
+                                   "change it with sysctl).")
+        except OSError:
+            pass
+    if os.stat("/") != os.stat(f"/proc/{os.getpid()}/root"):  # pragma: no cover
+        reasons.append("this process is in a chroot, and CLONE_NEWUSER is refused there "
+                       "(it would be a way out of the chroot).")
+    if len(reasons) == 1:
+        reasons.append("a security module (seccomp, AppArmor, SELinux) of your container "
+                       "or distribution may forbid it.")
+    return " ".join(reasons)
+
+
+def _map_hint(syscall: str) -> str:
+    return ("user_namespaces(7): a map is written once, by a process with CAP_SETUID "
+            "(CAP_SETGID for gid_map) in the parent user namespace, or by an "
+            "unprivileged process that maps only its own effective id (one line, "
+            "length 1); an unprivileged writer must write 'deny' to "
+            "/proc/PID/setgroups before gid_map (the Linux 3.19 fix).")
+
+
+def error_for(syscall: str, err: int, flags: int = 0, detail: str = "") -> NamespaceError:
+    """Build the teaching error for SYSCALL failing with ERR.
+
+    FLAGS is the CLONE_NEW* mask the call was given (unshare, clone, setns);
+    DETAIL is appended to the call's name (a path, a hostname).
+    """
+    name = syscall
+    if flags:
+        name += f"({_flags_text(flags)})"
+    if detail:
+        name += f" {detail}"
+
+    if err == E.EPERM and syscall == "ioctl" and detail in ("NS_GET_PARENT", "NS_GET_USERNS"):
+        return NamespaceError(err, name, (
+            "ioctl_ns(2): the namespace asked for lies outside the caller's own "
+            "namespace tree (above its PID or user namespace), so the kernel will not "
+            "show it; at the top of the tree this is how the walk ends."))
+    if err == E.EPERM or (err == E.EACCES and syscall.endswith("_map")):
+        return (MapRuleError if syscall.endswith(("_map", "setgroups")) else
+                MissingCapability)(err, name, _eperm_hint(syscall, flags))
+    if (err == E.EINVAL and syscall.startswith("unshare")
+            and flags & (CLONE_NEWUSER | CLONE_NEWNS) and thread_count() > 1):
+        return ThreadedProcessError(err, name, (
+            "unshare(CLONE_NEWUSER) and unshare(CLONE_NEWNS) fail with EINVAL in a "
+            "multi-threaded process: a user or mount namespace belongs to the whole "
+            "process, and the other threads cannot be moved with it. A Jupyter kernel "
+            "has several threads, so labkit does this work in a child process "
+            "(labkit.spawn), which starts with one thread."))
+    if err in (E.ENOSPC, E.EUSERS):
+        return NamespaceLimitError(err, name, _limit_hint(flags))
+    if err == E.EINVAL and syscall.startswith("pivot_root"):
+        return NamespaceError(err, name, (
+            "pivot_root(2) wants: new_root a mount point (bind-mount it onto itself "
+            "first), put_old at or under new_root, and neither the current root nor "
+            "new_root on a shared mount (make / private with MS_REC|MS_PRIVATE first, "
+            "in a new mount namespace)."))
+    if err == E.EINVAL and syscall.startswith("setns"):
+        return NamespaceError(err, name, (
+            "setns(2): the file descriptor is not a namespace of the type given in "
+            "nstype, or joining is not allowed (a user namespace cannot be joined by "
+            "a multi-threaded process, nor can a process rejoin its own user namespace)."))
+    if err == E.EBUSY and "/proc" in name:
+        return NamespaceError(err, name, "the target is in use; unmount it with MNT_DETACH.")
+    return NamespaceError(err, name)
+
+
+def thread_count() -> int:
+    """How many threads this process has (the Threads: line of /proc/self/status)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return 1
+
+
+def _flags_text(flags: int) -> str:
+    try:
+        return format_flags(flags)
+    except ValueError:
+        return f"{flags:#x}"
+
+
+def _limit_hint(flags: int) -> str:
+    hints = []
+    for t in decode_flags(flags) if flags else []:
+        path = f"/proc/sys/user/max_{t.name}_namespaces"
+        try:
+            with open(path) as f:
+                limit = f.read().strip()
+        except OSError:
+            continue
+        hints.append(f"{path} is {limit}")
+    text = ("The namespace limit was reached: " + ", ".join(hints) + ". "
+            if hints else "A namespace limit was reached. ")
+    if flags & (CLONE_NEWUSER | CLONE_NEWPID):
+        text += ("User and PID namespaces also nest at most 32 deep: "
+                 "creating a 33rd level fails the same way. ")
+    return text + "Raise the limit with sysctl (as root), or end processes that hold namespaces."
+
+
+def check(result: int, syscall: str, flags: int = 0, detail: str = "") -> int:
+    """Raise the teaching error if a libc call returned -1; else pass RESULT on."""
+    if result == -1:
+        import ctypes
+        raise error_for(syscall, ctypes.get_errno(), flags, detail)
+    return result

@@ -1,0 +1,132 @@
+"""The system calls behind namespaces, called through ctypes.
+
+Python 3.11 has no ``os.unshare`` or ``os.setns`` (3.12 added them), and no
+Python version has ``mount``, ``pivot_root`` or ``sethostname``.  ctypes calls
+the C library's wrappers directly, the same functions a C program calls, and
+``use_errno=True`` gives us errno after a failure.  Each function here is one
+system call, named as in section 2 of the manual, raising a teaching error
+from ``labkit.errors`` when the kernel says no.
+
+See unshare(2), setns(2), mount(2), umount(2), pivot_root(2),
+sethostname(2), setdomainname(2), pidfd_open(2), prctl(2).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from .errors import check
+from .nstypes import encode_flags
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+# mount(2) flags, from <sys/mount.h>.
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+
+# umount2(2) flags.
+MNT_FORCE = 1
+MNT_DETACH = 2
+
+# prctl(2) options used by labkit.
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+SYS_pidfd_open = 434  # the same number on every architecture since 5.3
+SYS_pivot_root = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, 155)
+
+
+def _call(name: str, *args, call: str = "", flags: int = 0, detail: str = "") -> int:
+    """Call libc's NAME and raise the teaching error if it returns -1.
+
+    CALL is the system call's name when NAME is the generic syscall(2).
+    """
+    ctypes.set_errno(0)
+    return check(getattr(libc, name)(*args), call or name, flags, detail)
+
+
+def unshare(namespaces) -> None:
+    """unshare(2): move the calling process into new namespaces.
+
+    NAMESPACES is a flag mask or names ("uts", ["mnt", "net"]).  Beware: a new
+    PID or time namespace is for the caller's *children* only, and CLONE_NEWUSER
+    and CLONE_NEWNS fail in a multi-threaded process.
+    """
+    flags = encode_flags(namespaces)
+    if hasattr(os, "unshare"):  # Python 3.12+
+        try:
+            os.unshare(flags)
+        except OSError as e:
+            from .errors import error_for
+            raise error_for("unshare", e.errno, flags) from None
+        return
+    _call("unshare", flags, flags=flags)
+
+
+def setns(fd: int, namespaces=0) -> None:
+    """setns(2): move the calling process into the namespace open on FD.
+
+    FD is a /proc/PID/ns/* file (then NAMESPACES, if given, must be its type,
+    a safety check) or a pidfd (then NAMESPACES says which of that process's
+    namespaces to join, all at once, Linux 5.8+).
+    """
+    flags = encode_flags(namespaces) if namespaces else 0
+    _call("setns", fd, flags, flags=flags)
+
+
+def pidfd_open(pid: int) -> int:
+    """pidfd_open(2): a file descriptor that refers to process PID (Linux 5.3+)."""
+    if hasattr(os, "pidfd_open"):
+        return os.pidfd_open(pid)
+    return _call("syscall", SYS_pidfd_open, pid, 0, call="pidfd_open", detail=str(pid))
+
+
+def mount(source: str, target: str, fstype: str | None = None, flags: int = 0,
+          data: str | None = None) -> None:
+    """mount(2): attach a file system, or change a mount's flags or propagation."""
+    enc = os.fsencode
+    _call("mount", enc(source) if source else None, enc(target),
+          enc(fstype) if fstype else None, ctypes.c_ulong(flags),
+          enc(data) if data else None, detail=target)
+
+
+def umount(target: str, flags: int = 0) -> None:
+    """umount2(2): detach the mount at TARGET (MNT_DETACH: lazily, even if busy)."""
+    _call("umount2", os.fsencode(target), flags, detail=target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """pivot_root(2): make NEW_ROOT the root of this mount namespace.
+
+    glibc has no wrapper, so we go through syscall(2) with the call's number.
+    """
+    _call("syscall", SYS_pivot_root, os.fsencode(new_root), os.fsencode(put_old),
+          call="pivot_root", detail=f"{new_root} {put_old}")
+
+
+def sethostname(name: str) -> None:
+    """sethostname(2): set the hostname of the caller's UTS namespace."""
+    raw = name.encode()
+    _call("sethostname", raw, len(raw), detail=repr(name))
+
+
+def setdomainname(name: str) -> None:
+    """setdomainname(2): set the NIS domain name of the caller's UTS namespace."""
+    raw = name.encode()
+    _call("setdomainname", raw, len(raw), detail=repr(name))
+
+
+def prctl(option: int, arg2: int = 0) -> int:
+    """prctl(2) with one argument: PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, ..."""
+    return _call("prctl", option, ctypes.c_ulong(arg2), 0, 0, 0)

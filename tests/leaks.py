@@ -1,0 +1,174 @@
+"""What the machine looks like from the test runner, to prove tests leave nothing.
+
+A snapshot holds everything a namespace test could leave behind in the
+machine's own namespaces: processes (descendants of the test runner, which is
+made a child subreaper so that double-forked daemons are caught too),
+namespaces those processes hold, namespaces held by bind mounts, mounts,
+named network namespaces, veth devices, System V IPC objects, POSIX message
+queues, cgroups made by tests, and the hostname.  Each is read with the
+kernel's own interfaces or an independent tool (ip), never with labkit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+
+PR_SET_CHILD_SUBREAPER = 36
+# Cgroups made by labkit and the grader start with $NSLAB_CGROUP_PREFIX (default
+# "nslab"); the test session sets a prefix of its own, so that two test runs on
+# one machine do not see each other's cgroups as leaks.
+CGROUP_PREFIX = f"nslab-test{os.getpid()}"
+os.environ["NSLAB_CGROUP_PREFIX"] = CGROUP_PREFIX
+
+
+def become_subreaper() -> None:
+    """Orphans of our descendants are reparented to us, not to PID 1."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def descendants(root: int | None = None) -> dict[int, str]:
+    """PID -> command of every descendant of ROOT (default: this process)."""
+    root = os.getpid() if root is None else root
+    parent, comm = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command is in parentheses and may contain spaces and ")".
+        pid = int(entry)
+        comm[pid] = stat[stat.index("(") + 1:stat.rindex(")")]
+        parent[pid] = int(stat[stat.rindex(")") + 2:].split()[1])
+    found, todo = {}, [root]
+    while todo:
+        p = todo.pop()
+        for child, pp in parent.items():
+            if pp == p and child not in found:
+                found[child] = comm[child]
+                todo.append(child)
+    return found
+
+
+def reap_zombies() -> None:
+    """As a subreaper we inherit orphans: collect the ones that have ended."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _namespaces_of(pids) -> set[str]:
+    held = set()
+    for pid in pids:
+        try:
+            for name in os.listdir(f"/proc/{pid}/ns"):
+                held.add(os.readlink(f"/proc/{pid}/ns/{name}"))
+        except OSError:
+            continue
+    return held
+
+
+def _mounts() -> set[str]:
+    seen = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            # mount point, root within the source, fs type, source
+            seen.add(f"{fields[4]} {fields[3]} {fields[sep + 1]} {fields[sep + 2]}")
+    return seen
+
+
+def _ipc() -> set[str]:
+    objects = set()
+    for kind in ("shm", "msg", "sem"):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                next(f)
+                objects |= {f"{kind} id {line.split()[1]}" for line in f}
+        except OSError:
+            pass
+    try:
+        objects |= {f"mqueue {q}" for q in os.listdir("/dev/mqueue")}
+    except OSError:
+        pass
+    return objects
+
+
+def _veths() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link", "show", "type", "veth"],
+                         capture_output=True, text=True).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line}
+
+
+def _netns() -> set[str]:
+    try:
+        return set(os.listdir("/run/netns"))
+    except OSError:
+        return set()
+
+
+def _cgroups() -> set[str]:
+    found = set()
+    for top in ("/sys/fs/cgroup", *(f"/sys/fs/cgroup/{c}" for c in os.listdir("/sys/fs/cgroup"))):
+        try:
+            found |= {f"{top}/{d}" for d in os.listdir(top) if d.startswith(CGROUP_PREFIX)}
+        except OSError:
+            pass
+    return found
+
+
+def snapshot() -> dict[str, set[str]]:
+    procs = descendants()
+    return {
+        "processes": {f"{pid} {comm}" for pid, comm in procs.items()},
+        "namespaces": _namespaces_of(procs) - _namespaces_of([os.getpid()]),
+        "mounts": _mounts(),
+        "netns files (/run/netns)": _netns(),
+        "veth devices": _veths(),
+        "IPC objects": _ipc(),
+        "cgroups": _cgroups(),
+        "hostname": {socket.gethostname()},
+        "domainname": {_domainname()},
+    }
+
+
+def _domainname() -> str:
+    with open("/proc/sys/kernel/domainname") as f:
+        return f.read().strip()
+
+
+def leaks(before: dict[str, set[str]], grace: float = 5.0) -> dict[str, set[str]]:
+    """What is in the machine now but was not in BEFORE (waiting GRACE s for exits)."""
+    deadline = time.monotonic() + grace
+    while True:
+        reap_zombies()
+        now = snapshot()
+        diff = {k: now[k] - before[k] for k in now if now[k] - before[k]}
+        if not diff or time.monotonic() > deadline:
+            return diff
+        time.sleep(0.05)
+
+
+def kill_descendants() -> None:
+    """Last resort after a leak, so that one bad test does not spoil the next."""
+    for pid in descendants():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    time.sleep(0.1)
+    reap_zombies()
