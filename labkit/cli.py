@@ -4,6 +4,7 @@
     labkit ls [--json] [--tree ...]   every namespace, as lsns(8) lists them
     labkit run [-umpniUCT] -- CMD     CMD in new namespaces, as unshare(1)
     labkit enter PID [-a] -- CMD      CMD in PID's namespaces, as nsenter(1)
+    labkit container ROOTFS -- CMD    CMD in a small container (labkit.container)
     labkit flags MASK                 0x04000000 -> CLONE_NEWUTS, and back
 
 Modules are imported by the subcommand that needs them, so that the command
@@ -82,6 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="enter every namespace of PID that differs from ours")
     p.add_argument("argv", nargs="*", metavar="COMMAND", help="command and arguments (default: $SHELL)")
 
+    p = sub.add_parser("container", help="run a command in a small container",
+                       description="Run COMMAND as a small container: ROOTFS as its root via "
+                       "pivot_root, PID 1 init, fresh /proc, own hostname, lo up, own IPC and "
+                       "cgroup namespaces; rootless with --user.")
+    p.add_argument("rootfs", metavar="ROOTFS", help="root file system directory (e.g. a busybox tree)")
+    p.add_argument("--hostname", default="container", help="hostname inside (default: container)")
+    p.add_argument("-U", "--user", action="store_true",
+                   help="add a user namespace mapping you to root (default when not root)")
+    p.add_argument("--veth", metavar="HOST_ADDR,CONTAINER_ADDR",
+                   help="wire a veth pair to the host side, e.g. 10.200.1.1/24,10.200.1.2/24")
+    p.add_argument("argv", nargs="*", metavar="COMMAND", help="command and arguments (default: /bin/sh)")
+
     p = sub.add_parser("flags", help="decode or encode a CLONE_NEW* mask",
                        description="Decode a mask as seen in strace (0x04020000) or encode names (mnt,uts).")
     p.add_argument("mask", metavar="MASK", help="a number (0x4000000, 67108864) or names (CLONE_NEWUTS|mnt)")
@@ -149,6 +162,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if all(i.ok for i in items if i.required) else 1
 
 
+def cmd_container(args: argparse.Namespace) -> int:
+    from .container import container_command
+    return container_command(args)
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     from .listing import ls_command
     return ls_command(args)
@@ -196,7 +214,8 @@ def cmd_enter(args: argparse.Namespace) -> int:
     return _wait_as_shell(enter(args.pid, namespaces, _command_line(args.argv)))
 
 
-COMMANDS = {"check": cmd_check, "ls": cmd_ls, "run": cmd_run, "enter": cmd_enter, "flags": cmd_flags}
+COMMANDS = {"check": cmd_check, "ls": cmd_ls, "run": cmd_run, "enter": cmd_enter,
+            "container": cmd_container, "flags": cmd_flags}
 
 if __name__ == "__main__":
     raise SystemExit(main())
