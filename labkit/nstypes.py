@@ -101,8 +101,10 @@ def decode_flags(mask: int) -> list[NamespaceType]:
     Raises ValueError if the mask has bits that are not CLONE_NEW* flags,
     because a half-decoded number teaches the wrong thing.
     """
+    if mask < 0:
+        raise ValueError(f"{mask} is negative: a flag mask is a number >= 0")
     unknown = mask & ~ALL_FLAGS
-    if mask < 0 or unknown:
+    if unknown:
         raise ValueError(f"{mask:#x} has bits that are not CLONE_NEW* flags: {unknown:#x}")
     return [t for t in TYPES if mask & t.flag]
 
@@ -128,9 +130,13 @@ def format_flags(mask: int) -> str:
 
 
 def parse_mask(text: str) -> int:
-    """Read a mask typed by a person: 0x4000000, 67108864, CLONE_NEWNS|CLONE_NEWUTS, mnt,uts."""
+    """Read a mask typed by a person: 0x4000000, 67108864, CLONE_NEWNS|CLONE_NEWUTS, mnt,uts.
+
+    Raises ValueError for a number with bits that are not CLONE_NEW* flags.
+    """
     text = text.strip()
     try:
-        return int(text, 0)
+        number = int(text, 0)
     except ValueError:
         return encode_flags(text)
+    return encode_flags(number)  # checks the bits
