@@ -23,6 +23,7 @@ from .nstypes import BY_NAME, decode_flags, format_flags
 CLONE_NEWUSER = BY_NAME["user"].flag
 CLONE_NEWNS = BY_NAME["mnt"].flag
 CLONE_NEWPID = BY_NAME["pid"].flag
+CLONE_NEWTIME = BY_NAME["time"].flag
 
 ROOTLESS_HINT = (
     "Run as root (sudo), or let labkit add a user namespace that maps you to "
@@ -56,7 +57,11 @@ class MissingCapability(NamespaceError, PermissionError):
 
 
 class ThreadedProcessError(NamespaceError):
-    """EINVAL from unshare(CLONE_NEWUSER or CLONE_NEWNS) in a multi-threaded process."""
+    """A call that needs a single-threaded process, made in a multi-threaded one.
+
+    unshare(CLONE_NEWUSER), setns() into a user or mount namespace: EINVAL;
+    setns() into a time namespace: EUSERS.
+    """
 
 
 class NamespaceLimitError(NamespaceError):
@@ -78,10 +83,11 @@ def _eperm_hint(syscall: str, flags: int) -> str:
     """Which capability the call needed, and how to get it."""
     who = f"this process (euid {os.geteuid()})"
     if syscall.startswith(("unshare", "clone")):
-        if flags == CLONE_NEWUSER:
+        if flags & CLONE_NEWUSER:
+            # The kernel makes the user namespace first and the others owned by
+            # it, so with CLONE_NEWUSER in the mask, it is the one that failed.
             return _userns_eperm_hint()
-        others = flags & ~CLONE_NEWUSER
-        return (f"Creating a {_types(others)} namespace needs CAP_SYS_ADMIN in the "
+        return (f"Creating a {_types(flags)} namespace needs CAP_SYS_ADMIN in the "
                 f"user namespace that will own it, and {who} does not have it. "
                 "A user namespace needs no capability at all. " + ROOTLESS_HINT)
     if syscall.startswith("setns"):
@@ -96,15 +102,12 @@ def _eperm_hint(syscall: str, flags: int) -> str:
     if syscall.startswith(("mount", "umount", "pivot_root")):
         return ("Mounting needs CAP_SYS_ADMIN in the user namespace that owns the "
                 "mount namespace. As a normal user, do it inside a new user and mount "
-                "namespace (rootless mode); some file systems (e.g. sysfs of the host's "
-                "network namespace) cannot be mounted there at all.")
+                "namespace (rootless mode). Mounting proc also needs the PID namespace "
+                "to be owned by that user namespace (add a new PID namespace); some file "
+                "systems (e.g. sysfs of the host's network namespace) cannot be mounted "
+                "there at all, and mounts inherited from the host are locked together.")
     if syscall.startswith("chroot"):
         return "chroot(2) needs CAP_SYS_CHROOT. Run as root or inside a user namespace."
-    if "uid_map" in syscall or "gid_map" in syscall:
-        return _map_hint(syscall)
-    if "timens_offsets" in syscall:
-        return ("Writing time offsets needs CAP_SYS_TIME in the user namespace that owns "
-                "the time namespace, and only before any process has entered it.")
     return f"{who} lacks a capability this call needs; see capabilities(7). " + ROOTLESS_HINT
 
 
@@ -121,28 +124,61 @@ def _userns_eperm_hint() -> str:
                                    "change it with sysctl).")
         except OSError:
             pass
-    if os.stat("/") != os.stat(f"/proc/{os.getpid()}/root"):  # pragma: no cover
-        reasons.append("this process is in a chroot, and CLONE_NEWUSER is refused there "
-                       "(it would be a way out of the chroot).")
     if len(reasons) == 1:
-        reasons.append("a security module (seccomp, AppArmor, SELinux) of your container "
-                       "or distribution may forbid it.")
+        reasons.append("the process is in a chroot (CLONE_NEWUSER is refused there: it "
+                       "would be a way out), its effective uid or gid has no mapping in "
+                       "its own user namespace, or a security module (seccomp, AppArmor, "
+                       "SELinux) of your container or distribution forbids it.")
     return " ".join(reasons)
 
 
-def _map_hint(syscall: str) -> str:
-    return ("user_namespaces(7): a map is written once, by a process with CAP_SETUID "
-            "(CAP_SETGID for gid_map) in the parent user namespace, or by an "
-            "unprivileged process that maps only its own effective id (one line, "
-            "length 1); an unprivileged writer must write 'deny' to "
-            "/proc/PID/setgroups before gid_map (the Linux 3.19 fix).")
+MAP_HINT = (
+    "user_namespaces(7): a map is written once, in one write(2), as lines 'INSIDE OUTSIDE "
+    "COUNT' whose ranges do not overlap, by a process with CAP_SETUID (CAP_SETGID for "
+    "gid_map) in the parent user namespace, or by an unprivileged process that maps only "
+    "its own effective id (one line, count 1); an unprivileged writer must write 'deny' "
+    "to /proc/PID/setgroups before gid_map (the Linux 3.19 fix), and setgroups cannot "
+    "change once gid_map is written.")
+
+TIME_OFFSET_HINTS = {
+    E.EPERM: "Writing time offsets needs CAP_SYS_TIME in the user namespace that owns "
+             "the time namespace.",
+    E.EACCES: "Time offsets can be written only before the first process enters the new "
+              "time namespace (after unshare(CLONE_NEWTIME), before fork).",
+    E.ERANGE: "The offset would make the clock negative (or absurdly large): a negative "
+              "offset may be at most the clock's current value.",
+    E.EINVAL: "Each line is 'CLOCK SECONDS NANOSECONDS' with CLOCK monotonic or boottime "
+              "and 0 <= NANOSECONDS < 1000000000 (negative offsets go in SECONDS).",
+}
+
+
+THREADS_HINT = (
+    "This needs a single-threaded process: the user namespace decides the credentials "
+    "that all threads share, so unshare(CLONE_NEWUSER) and setns() into a user namespace "
+    "refuse a process with threads (EINVAL), as do setns() into a mount namespace (the "
+    "threads share one root and working directory) and into a time namespace (EUSERS). "
+    "(unshare(CLONE_NEWNS) alone succeeds, but moves only the calling thread.) A Jupyter "
+    "kernel has several threads, so labkit does this work in a child process "
+    "(labkit.spawn), which starts with one thread.")
+
+
+def _needs_one_thread(syscall: str, err: int, flags: int) -> bool:
+    """Is ERR the kernel's answer to a threaded caller of SYSCALL with FLAGS?"""
+    if syscall.startswith("unshare"):
+        return err == E.EINVAL and bool(flags & CLONE_NEWUSER)
+    if syscall.startswith("setns"):
+        return ((err == E.EINVAL and bool(flags & (CLONE_NEWUSER | CLONE_NEWNS)))
+                or (err == E.EUSERS and bool(flags & CLONE_NEWTIME)))
+    return False
 
 
 def error_for(syscall: str, err: int, flags: int = 0, detail: str = "") -> NamespaceError:
     """Build the teaching error for SYSCALL failing with ERR.
 
     FLAGS is the CLONE_NEW* mask the call was given (unshare, clone, setns);
-    DETAIL is appended to the call's name (a path, a hostname).
+    DETAIL is appended to the call's name (a path, a hostname).  SYSCALL may
+    also name a /proc file labkit writes: uid_map, gid_map, setgroups,
+    timens_offsets.
     """
     name = syscall
     if flags:
@@ -150,22 +186,19 @@ def error_for(syscall: str, err: int, flags: int = 0, detail: str = "") -> Names
     if detail:
         name += f" {detail}"
 
+    if syscall in ("uid_map", "gid_map", "setgroups") and err in (E.EPERM, E.EACCES, E.EINVAL):
+        return MapRuleError(err, name, MAP_HINT)
+    if syscall == "timens_offsets" and err in TIME_OFFSET_HINTS:
+        return NamespaceError(err, name, TIME_OFFSET_HINTS[err])
     if err == E.EPERM and syscall == "ioctl" and detail in ("NS_GET_PARENT", "NS_GET_USERNS"):
         return NamespaceError(err, name, (
             "ioctl_ns(2): the namespace asked for lies outside the caller's own "
             "namespace tree (above its PID or user namespace), so the kernel will not "
             "show it; at the top of the tree this is how the walk ends."))
-    if err == E.EPERM or (err == E.EACCES and syscall.endswith("_map")):
-        return (MapRuleError if syscall.endswith(("_map", "setgroups")) else
-                MissingCapability)(err, name, _eperm_hint(syscall, flags))
-    if (err == E.EINVAL and syscall.startswith("unshare")
-            and flags & (CLONE_NEWUSER | CLONE_NEWNS) and thread_count() > 1):
-        return ThreadedProcessError(err, name, (
-            "unshare(CLONE_NEWUSER) and unshare(CLONE_NEWNS) fail with EINVAL in a "
-            "multi-threaded process: a user or mount namespace belongs to the whole "
-            "process, and the other threads cannot be moved with it. A Jupyter kernel "
-            "has several threads, so labkit does this work in a child process "
-            "(labkit.spawn), which starts with one thread."))
+    if err == E.EPERM:
+        return MissingCapability(err, name, _eperm_hint(syscall, flags))
+    if _needs_one_thread(syscall, err, flags) and thread_count() > 1:
+        return ThreadedProcessError(err, name, THREADS_HINT)
     if err in (E.ENOSPC, E.EUSERS):
         return NamespaceLimitError(err, name, _limit_hint(flags))
     if err == E.EINVAL and syscall.startswith("pivot_root"):
@@ -177,8 +210,13 @@ def error_for(syscall: str, err: int, flags: int = 0, detail: str = "") -> Names
     if err == E.EINVAL and syscall.startswith("setns"):
         return NamespaceError(err, name, (
             "setns(2): the file descriptor is not a namespace of the type given in "
-            "nstype, or joining is not allowed (a user namespace cannot be joined by "
-            "a multi-threaded process, nor can a process rejoin its own user namespace)."))
+            "nstype, or joining is not allowed: a user namespace cannot be joined by "
+            "a multi-threaded process, a process cannot rejoin its own user namespace, "
+            "and a PID namespace can be joined only if it is our own or below it."))
+    if err == E.EINVAL and syscall.startswith(("sethostname", "setdomainname")):
+        return NamespaceError(err, name, (
+            "uts_namespaces(7): a hostname or NIS domain name is at most 64 bytes "
+            "(HOST_NAME_MAX)."))
     if err == E.EBUSY and "/proc" in name:
         return NamespaceError(err, name, "the target is in use; unmount it with MNT_DETACH.")
     return NamespaceError(err, name)
@@ -201,20 +239,27 @@ def _flags_text(flags: int) -> str:
 
 
 def _limit_hint(flags: int) -> str:
+    """Name the /proc/sys/user/max_*_namespaces file of each type asked for.
+
+    The files show the limits of the reader's own user namespace; a new
+    namespace is also counted against every ancestor user namespace.
+    """
     hints = []
     for t in decode_flags(flags) if flags else []:
         path = f"/proc/sys/user/max_{t.name}_namespaces"
         try:
             with open(path) as f:
-                limit = f.read().strip()
+                hints.append(f"{path} is {f.read().strip()}")
         except OSError:
             continue
-        hints.append(f"{path} is {limit}")
-    text = ("The namespace limit was reached: " + ", ".join(hints) + ". "
-            if hints else "A namespace limit was reached. ")
+    text = ("A namespace limit was reached: " + ", ".join(hints) + " (the limits of this "
+            "user namespace; those of its ancestors count too). " if hints
+            else "A namespace limit was reached. ")
     if flags & (CLONE_NEWUSER | CLONE_NEWPID):
-        text += ("User and PID namespaces also nest at most 32 deep: "
-                 "creating a 33rd level fails the same way. ")
+        # MAX_PID_NS_LEVEL is 32; create_user_ns() refuses a parent at level > 32.
+        text += ("Nesting is limited too: PID namespaces go at most 32 levels below the "
+                 "initial one, user namespaces 33; one level more fails the same way "
+                 "(with EUSERS for user namespaces before Linux 4.9). ")
     return text + "Raise the limit with sysctl (as root), or end processes that hold namespaces."
 
 
