@@ -29,12 +29,10 @@ nsenter(1), and proc(5) for /proc/sys/kernel/{hostname,domainname,osrelease}.
 
 from __future__ import annotations
 
-import errno
 import os
 from dataclasses import dataclass
 
 from . import syscalls
-from .errors import NamespaceError
 from .join import run_in
 from .namespace import Namespace
 from .spawn import run, spawn
@@ -69,23 +67,12 @@ def _read_sysctl(name: str) -> str:
 
 def set_hostname(name: str) -> None:
     """sethostname(2): rename the caller's UTS namespace (not the machine, if it is a new one)."""
-    _set("sethostname", syscalls.sethostname, name)
+    syscalls.sethostname(name)  # EINVAL beyond HOST_NAME_MAX bytes, EPERM without CAP_SYS_ADMIN
 
 
 def set_domainname(name: str) -> None:
     """setdomainname(2): set the NIS domain name of the caller's UTS namespace."""
-    _set("setdomainname", syscalls.setdomainname, name)
-
-
-def _set(call: str, setter, name: str) -> None:
-    try:
-        setter(name)
-    except NamespaceError as e:
-        if e.errno != errno.EINVAL:
-            raise  # EPERM already says which capability is missing
-        raise NamespaceError(errno.EINVAL, f"{call} {name!r}", (
-            f"the kernel keeps at most {HOST_NAME_MAX} bytes for a name "
-            f"(HOST_NAME_MAX), and this name has {len(name.encode())}.")) from None
+    syscalls.setdomainname(name)
 
 
 # Looking into another process's UTS namespace, as nsenter -u does. ---------
