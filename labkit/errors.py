@@ -195,6 +195,13 @@ def error_for(syscall: str, err: int, flags: int = 0, detail: str = "") -> Names
             "ioctl_ns(2): the namespace asked for lies outside the caller's own "
             "namespace tree (above its PID or user namespace), so the kernel will not "
             "show it; at the top of the tree this is how the walk ends."))
+    if err == E.EINVAL and syscall == "ioctl" and detail == "NS_GET_PARENT":
+        return NamespaceError(err, name, (
+            "ioctl_ns(2): only PID and user namespaces form a tree with parents; every "
+            "namespace has an owner, though (NS_GET_USERNS)."))
+    if err == E.ENOTTY and syscall == "ioctl":
+        return NamespaceError(err, name, (
+            "the file is not a namespace: open /proc/PID/ns/TYPE, or a bind mount of it."))
     if err == E.EPERM:
         return MissingCapability(err, name, _eperm_hint(syscall, flags))
     if _needs_one_thread(syscall, err, flags) and thread_count() > 1:

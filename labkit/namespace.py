@@ -17,6 +17,12 @@ after its last process has gone.
 Besides one link per type there are ``pid_for_children`` and
 ``time_for_children``: the namespace the process's *next children* will be
 in, which differs after unshare(CLONE_NEWPID) or unshare(CLONE_NEWTIME).
+(Between unshare(CLONE_NEWPID) and the first fork, the new PID namespace has
+no init yet, and the kernel shows no ``pid_for_children`` at all: ENOENT.)
+
+A namespace found with an ioctl (a parent, an owner) has no file in /proc
+of its own; we remember the way to it instead, the file we started from and
+the ioctls that lead on, so that it can be opened and asked in turn.
 
 See namespaces(7), ioctl_ns(2), proc(5).
 """
@@ -36,16 +42,20 @@ NS_GET_USERNS = 0xB701  # the user namespace that owns a namespace
 NS_GET_PARENT = 0xB702  # the parent of a PID or user namespace
 NS_GET_NSTYPE = 0xB703  # the CLONE_NEW* type of a namespace (Linux 4.11)
 NS_GET_OWNER_UID = 0xB704  # the uid that created a user namespace (Linux 4.11)
+IOCTL_NAMES = {NS_GET_USERNS: "NS_GET_USERNS", NS_GET_PARENT: "NS_GET_PARENT",
+               NS_GET_NSTYPE: "NS_GET_NSTYPE", NS_GET_OWNER_UID: "NS_GET_OWNER_UID"}
 
 
 class Namespace:
     """One namespace, identified by the (device, inode) of its nsfs file."""
 
-    def __init__(self, nstype: NamespaceType, dev: int, inode: int, path: str = "") -> None:
+    def __init__(self, nstype: NamespaceType, dev: int, inode: int, path: str = "",
+                 route: tuple[int, ...] = ()) -> None:
         self.type = nstype
         self.dev = dev
         self.inode = inode
-        self.path = path  # where we found it; empty when it came from an ioctl
+        self.path = path  # the file we found it by
+        self.route = route  # ioctl requests that lead from PATH's namespace to this one
 
     # Finding a namespace ------------------------------------------------
 
@@ -60,14 +70,14 @@ class Namespace:
         try:
             st = os.stat(path)  # stat follows the link to the nsfs inode
         except OSError as e:
-            raise error_for("stat", e.errno, detail=path) from None
+            raise _not_found(pid, link, path, e) from None
         return cls(lookup(link.removesuffix("_for_children")), st.st_dev, st.st_ino, path)
 
     @classmethod
     def from_fd(cls, fd: int, path: str = "") -> Namespace:
         """The namespace that the open file descriptor FD refers to."""
         st = os.fstat(fd)
-        return cls(BY_FLAG[_ioctl(fd, NS_GET_NSTYPE, "NS_GET_NSTYPE")], st.st_dev, st.st_ino, path)
+        return cls(BY_FLAG[_ioctl(fd, NS_GET_NSTYPE)], st.st_dev, st.st_ino, path)
 
     @classmethod
     def from_path(cls, path: str) -> Namespace:
@@ -80,8 +90,19 @@ class Namespace:
 
     @classmethod
     def all_of(cls, pid: int | str = "self") -> dict[str, Namespace]:
-        """Every namespace of process PID, by link name (as in ls /proc/PID/ns)."""
-        return {name: cls.of(pid, name) for name in sorted(os.listdir(f"/proc/{pid}/ns"))}
+        """Every namespace of process PID, by link name (as in ls /proc/PID/ns).
+
+        A ``pid_for_children`` that the kernel does not show yet (no init in
+        the new PID namespace) is left out.
+        """
+        found = {}
+        for name in sorted(os.listdir(f"/proc/{pid}/ns")):
+            try:
+                found[name] = cls.of(pid, name)
+            except NamespaceError as e:
+                if not (e.errno == errno.ENOENT and name == "pid_for_children"):
+                    raise
+        return found
 
     # Identity -----------------------------------------------------------
 
@@ -104,8 +125,14 @@ class Namespace:
     def open(self) -> int:
         """Open the namespace; the caller closes the fd (or use ``with ns.opened()``)."""
         if not self.path:
-            raise ValueError(f"{self} came from an ioctl and has no path to open")
+            raise ValueError(f"{self} has no file to open it by")
         fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        for request in self.route:  # follow the ioctls that found it
+            try:
+                fd_next = _ioctl(fd, request)
+            finally:
+                os.close(fd)
+            fd = fd_next
         if Namespace.from_fd(fd) != self:
             os.close(fd)
             raise NamespaceError(errno.ESRCH, f"open {self.path}",
@@ -117,13 +144,15 @@ class Namespace:
         """``with ns.opened() as fd:`` - an fd that holds the namespace alive."""
         return _OpenNamespace(self)
 
-    def _related(self, request: int, name: str) -> Namespace:
+    def _related(self, request: int) -> Namespace:
         with self.opened() as fd:
-            other = _ioctl(fd, request, name)
+            other = _ioctl(fd, request)
         try:
-            return Namespace.from_fd(other)
+            found = Namespace.from_fd(other)
         finally:
             os.close(other)
+        found.path, found.route = self.path, (*self.route, request)
+        return found
 
     def parent(self) -> Namespace:
         """NS_GET_PARENT: the parent of a PID or user namespace.
@@ -131,11 +160,11 @@ class Namespace:
         Fails with EPERM when the parent lies outside the caller's own
         namespace tree: the kernel will not show a process what is above it.
         """
-        return self._related(NS_GET_PARENT, "NS_GET_PARENT")
+        return self._related(NS_GET_PARENT)
 
     def owner(self) -> Namespace:
         """NS_GET_USERNS: the user namespace that owns this namespace."""
-        return self._related(NS_GET_USERNS, "NS_GET_USERNS")
+        return self._related(NS_GET_USERNS)
 
     def owner_uid(self) -> int:
         """NS_GET_OWNER_UID: the uid (in the caller's user namespace) that created this user namespace."""
@@ -150,13 +179,17 @@ class Namespace:
         return struct.unpack("I", buf)[0]
 
     def ancestors(self) -> list[Namespace]:
-        """This namespace's parents, nearest first, as far as the caller may see."""
+        """This namespace's parents, nearest first, as far as the caller may see.
+
+        The walk ends with EPERM at the initial namespace, or at the caller's
+        own namespace when this one is the caller's or below it.
+        """
         chain, ns = [], self
         while True:
             try:
                 ns = ns.parent()
             except OSError as e:
-                if e.errno in (errno.EPERM, errno.ENOENT):  # above us, or the root
+                if e.errno == errno.EPERM:
                     return chain
                 raise
             chain.append(ns)
@@ -174,11 +207,25 @@ class _OpenNamespace:
         os.close(self.fd)
 
 
-def _ioctl(fd: int, request: int, name: str) -> int:
+def _not_found(pid: int | str, link: str, path: str, e: OSError) -> NamespaceError:
+    """The teaching error for a /proc/PID/ns link that cannot be followed."""
+    hint = ""
+    if e.errno == errno.ENOENT and not os.path.exists(f"/proc/{pid}"):
+        hint = f"there is no process {pid} (it may have exited)"
+    elif e.errno == errno.ENOENT and link == "pid_for_children":
+        hint = ("after unshare(CLONE_NEWPID) the new PID namespace has no init until the "
+                "first fork, and until then the kernel shows no pid_for_children")
+    elif e.errno == errno.EACCES:
+        hint = ("following another process's namespace links needs ptrace access to it "
+                "(the same uid, or CAP_SYS_PTRACE)")
+    return NamespaceError(e.errno, f"stat {path}", hint)
+
+
+def _ioctl(fd: int, request: int) -> int:
     try:
         return fcntl.ioctl(fd, request)
     except OSError as e:
-        raise error_for("ioctl", e.errno, detail=name) from None
+        raise error_for("ioctl", e.errno, detail=IOCTL_NAMES[request]) from None
 
 
 def same_namespace(pid_a: int | str, pid_b: int | str, nstype: str) -> bool:
