@@ -67,7 +67,7 @@ class MountInfo:
     options: str  # (6) per-mount options: ro/rw, nosuid, relatime, ...
     optional: tuple[str, ...]  # (7) shared:N, master:N, propagate_from:N, unbindable
     fstype: str  # (9)
-    source: str  # (10) device or name given to mount(2) ("none" for tmpfs here)
+    source: str  # (10) what was given to mount(2): a device, or any name for tmpfs
     super_options: str  # (11) options of the super block, shared by every mount of it
 
     def _tag(self, name: str) -> int | None:
