@@ -22,7 +22,7 @@ The kernel shows it all in the optional fields of ``/proc/PID/mountinfo``,
 which proc(5) documents field by field::
 
     36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
-    (1)(2) (3)   (4)   (5)      (6)      (7)   (8) (9)    (10)         (11)
+    (1)(2)(3)  (4)   (5)   (6)        (7)      (8)(9) (10)      (11)
 
     shared:N          (7) the mount is in peer group N
     master:N          (7) it is a slave of peer group N
