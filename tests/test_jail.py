@@ -101,6 +101,20 @@ def test_pivot_root_jail_holds_against_the_same_escape(rootfs, marker):
     assert jail.call_in_jail(rootfs, escape_and_read, path) == (False, None)
 
 
+def read_through_init_root(path: str) -> str | None:
+    try:
+        with open("/proc/1/root" + path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def test_proc_1_root_leads_out_of_a_pivot_jail_without_a_pid_namespace(rootfs, marker):
+    path, secret = marker
+    assert jail.call_in_jail(rootfs, read_through_init_root, path, namespaces="mnt") == secret
+    assert jail.call_in_jail(rootfs, read_through_init_root, path) is None  # with "mnt,pid"
+
+
 def _pivot_with_dot_then_escape(rootfs: str, path: str) -> tuple:
     jail.pivot_into_with_dot(rootfs)
     mounts = [(m.mount_point, m.major_minor, m.root) for m in mount.read_mountinfo()]
