@@ -1,0 +1,324 @@
+"""``labkit ls`` against lsns(8) 2.38.1, run side by side on the same machine.
+
+The machine is live: other people's processes and namespaces come and go
+while the two tools look.  So every test creates namespaces of its own with
+a known number of processes and compares those column for column; for the
+rest of the system it compares what both tools must agree on despite the
+churn (see test_json_agrees_with_lsns_on_every_namespace).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from labkit.join import enter
+from labkit.namespace import Namespace
+from labkit.spawn import spawn
+
+ROOT = Path(__file__).resolve().parent.parent
+COLUMNS = "NS,TYPE,NPROCS,PID,PPID,UID,USER,COMMAND,PNS,ONS"  # lsns's names for our JSON keys
+DEFAULT_KEYS = ("ns", "type", "nprocs", "pid", "user", "command")  # lsns --json without -o
+
+
+def labkit_ls(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "labkit", "ls", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def lsns(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["lsns", *args], capture_output=True, text=True, timeout=60)
+
+
+def parsed(r: subprocess.CompletedProcess) -> list[dict]:
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["namespaces"]
+
+
+def by_inode(nodes: list[dict]) -> dict[int, dict]:
+    """Flatten a (possibly nested) lsns --json list into {inode: entry without children}."""
+    flat = {}
+    for node in nodes:
+        flat[node["ns"]] = {k: v for k, v in node.items() if k != "children"}
+        flat.update(by_inode(node.get("children", [])))
+    return flat
+
+
+def path_to(nodes: list[dict], inode: int, above: tuple = ()) -> tuple | None:
+    """The inodes from a root of the tree down to INODE."""
+    for node in nodes:
+        here = (*above, node["ns"])
+        if node["ns"] == inode:
+            return here
+        found = path_to(node.get("children", []), inode, here)
+        if found:
+            return found
+    return None
+
+
+def link(pid: int, nstype: str) -> str:
+    r = subprocess.run(["readlink", f"/proc/{pid}/ns/{nstype}"], capture_output=True, text=True)
+    return r.stdout.strip()
+
+
+def inode(pid: int, nstype: str) -> int:
+    return Namespace.of(pid, nstype).inode
+
+
+def wait_until(predicate, what: str, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout} s for {what}")
+        time.sleep(0.02)
+    return value
+
+
+def child_running(parent: int, command: bytes) -> int | None:
+    """The PID of a child of PARENT whose command line is COMMAND, once it has exec'd."""
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and cmdline == command:
+            return int(entry)
+    return None
+
+
+# Namespaces of our own, with a known number of processes -------------------
+
+@pytest.fixture
+def sharing_sleepers():
+    """Three sleepers sharing one new UTS and one new IPC namespace."""
+    with ExitStack() as stack:
+        first = stack.enter_context(spawn(["sleep", "60"], "uts,ipc"))
+        others = [stack.enter_context(enter(first.pid, "uts,ipc", ["sleep", "60"])) for _ in range(2)]
+        pids = [first.pid] + [c.pid for c in others]
+        yield pids, {t: inode(first.pid, t) for t in ("uts", "ipc")}
+
+
+@pytest.fixture
+def pid_chain():
+    """Three nested PID namespaces, one process in each: [level 1, level 2, level 3] inodes."""
+    nested = ["unshare", "--pid", "--fork", "unshare", "--pid", "--fork", "sleep", "60"]
+    with spawn(nested, "pid") as top:
+        middle = wait_until(lambda: child_running(top.pid, b"unshare\0--pid\0--fork\0sleep\x0060\0"),
+                            "the second unshare")
+        bottom = wait_until(lambda: child_running(middle, b"sleep\x0060\0"), "the sleeper")
+        yield [inode(p, "pid") for p in (top.pid, middle, bottom)], [top.pid, middle, bottom]
+
+
+@pytest.fixture
+def ghost_user_namespace():
+    """A user namespace with no process of its own, parent of one that has a sleeper.
+
+    unshare -r makes A and runs sh in it; sh starts a second unshare -r (B,
+    a child of A) in the background and exits, leaving A without processes.
+    The sleeper is reparented to the test runner, a child subreaper.
+    """
+    r = subprocess.run(["unshare", "-Ur", "sh", "-c", "unshare -Ur sleep 60 >/dev/null 2>&1 & echo $!"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    sleeper = int(r.stdout)
+    wait_until(lambda: open(f"/proc/{sleeper}/cmdline", "rb").read() == b"sleep\x0060\0", "the sleeper")
+    try:
+        child = Namespace.of(sleeper, "user")
+        yield child.parent().inode, child.inode, sleeper
+    finally:
+        os.kill(sleeper, signal.SIGKILL)
+        os.waitpid(sleeper, 0)
+
+
+# The flat listing ------------------------------------------------------------
+
+def test_own_namespaces_match_lsns_column_for_column(sharing_sleepers, pid_chain):
+    pids, shared = sharing_sleepers
+    chain, chain_pids = pid_chain
+    ours = by_inode(parsed(labkit_ls("--json")))
+    theirs = by_inode(parsed(lsns("--json", "-o", COLUMNS)))
+    for nstype, ino in shared.items():
+        assert ours[ino] == theirs[ino]
+        assert ours[ino]["type"] == nstype and ours[ino]["nprocs"] == 3
+        assert ours[ino]["pid"] == min(pids) and ours[ino]["ppid"] == os.getpid()
+        assert (ours[ino]["user"], ours[ino]["command"]) == ("root", "sleep 60")
+    for ino, pid in zip(chain, chain_pids, strict=True):
+        assert ours[ino] == theirs[ino]
+        assert (ours[ino]["nprocs"], ours[ino]["pid"]) == (1, pid)
+    assert ours[chain[0]]["pns"] == inode(os.getpid(), "pid")
+    assert (ours[chain[1]]["pns"], ours[chain[2]]["pns"]) == (chain[0], chain[1])
+
+
+def test_json_agrees_with_lsns_on_every_namespace(sharing_sleepers):
+    """Both tools, taken in turns, must see the same namespaces.
+
+    labkit, lsns, labkit: a namespace that labkit saw both times with the
+    same lowest PID lived all along, so lsns must list it, with the same
+    type, PID, user and command when those did not change either.  A
+    namespace that only lsns listed must have been short-lived: by now its
+    process is no longer in it.
+    """
+    before = by_inode(parsed(labkit_ls("--json")))
+    theirs = by_inode(parsed(lsns("--json")))
+    after = by_inode(parsed(labkit_ls("--json")))
+
+    lived = [i for i in before if i in after and (before[i]["type"], before[i]["pid"])
+             == (after[i]["type"], after[i]["pid"])]
+    assert set(sharing_sleepers[1].values()) <= set(lived)
+    assert [i for i in lived if i not in theirs] == []
+    for i in lived:
+        assert theirs[i]["type"] == before[i]["type"]
+        if all(before[i][k] == after[i][k] for k in ("pid", "user", "command")):
+            assert {k: theirs[i][k] for k in ("pid", "user", "command")} == \
+                   {k: before[i][k] for k in ("pid", "user", "command")}
+        assert [type(before[i][k]) for k in DEFAULT_KEYS] == [type(theirs[i][k]) for k in DEFAULT_KEYS]
+    only_lsns = [e for i, e in theirs.items() if i not in before and i not in after]
+    assert [e for e in only_lsns if link(e["pid"], e["type"]) == f"{e['type']}:[{e['ns']}]"] == []
+
+
+def test_json_has_lsns_keys_first():
+    entry = parsed(labkit_ls("--json"))[0]
+    assert list(entry)[:6] == list(DEFAULT_KEYS)
+    assert set(entry) - set(DEFAULT_KEYS) == {"ppid", "uid", "pns", "ons"}
+
+
+def test_type_filter_lists_only_those_types(sharing_sleepers):
+    _, shared = sharing_sleepers
+    ours = by_inode(parsed(labkit_ls("--json", "-t", "uts", "-t", "ipc")))
+    theirs = by_inode(parsed(lsns("--json", "-t", "uts", "-t", "ipc")))
+    assert {e["type"] for e in ours.values()} == {e["type"] for e in theirs.values()} == {"uts", "ipc"}
+    for ino in shared.values():
+        assert {k: ours[ino][k] for k in DEFAULT_KEYS} == theirs[ino]
+    # unshare(1)'s spelling of a type is accepted too
+    assert {e["type"] for e in parsed(labkit_ls("--json", "-t", "mount"))} == {"mnt"}
+
+
+def test_unknown_type_is_a_clear_error():
+    r = labkit_ls("-t", "bogus")
+    assert r.returncode != 0 and r.stdout == ""
+    assert "unknown namespace type 'bogus'" in r.stderr and "uts" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_plain_output_parses_into_the_json_rows(sharing_sleepers):
+    _, shared = sharing_sleepers
+    lines = labkit_ls().stdout.splitlines()
+    assert lines[0].split() == ["NS", "TYPE", "NPROCS", "PID", "USER", "COMMAND"]
+    rows = {}
+    for line in lines[1:]:
+        ns, nstype, nprocs, pid, user, *command = line.split(None, 5)
+        rows[int(ns)] = {"ns": int(ns), "type": nstype, "nprocs": int(nprocs), "pid": int(pid),
+                         "user": user, "command": command[0] if command else ""}
+    as_json = by_inode(parsed(labkit_ls("--json")))
+    for ino in shared.values():
+        assert rows[ino] == {k: as_json[ino][k] for k in DEFAULT_KEYS}
+
+
+# Trees -------------------------------------------------------------------------
+
+def test_parent_tree_shows_the_pid_namespace_chain(pid_chain):
+    chain, _ = pid_chain
+    ours = parsed(labkit_ls("--json", "--tree", "parent"))
+    theirs = parsed(lsns("--json", "--tree=parent"))
+    assert path_to(ours, chain[2]) == (inode(os.getpid(), "pid"), *chain)
+    assert path_to(ours, chain[2]) == path_to(theirs, chain[2])
+
+
+def test_parent_tree_shows_a_user_namespace_without_processes(ghost_user_namespace):
+    ghost, child, sleeper = ghost_user_namespace
+    ours = parsed(labkit_ls("--json", "--tree", "parent", "-t", "user"))
+    theirs = parsed(lsns("--json", "--tree=parent", "-t", "user"))
+    assert path_to(ours, child) == (inode(os.getpid(), "user"), ghost, child) == path_to(theirs, child)
+    entry = {k: by_inode(ours)[ghost][k] for k in DEFAULT_KEYS}
+    assert entry == by_inode(theirs)[ghost] == {"ns": ghost, "type": "user", "nprocs": 0, "pid": None,
+                                                "user": "root", "command": None}
+    assert by_inode(ours)[child]["pid"] == sleeper
+    assert ghost not in by_inode(parsed(labkit_ls("--json"))) | by_inode(parsed(lsns("--json")))
+
+
+def test_owner_tree_matches_lsns(sharing_sleepers, ghost_user_namespace):
+    _, shared = sharing_sleepers
+    ghost, child, sleeper = ghost_user_namespace
+    ours = parsed(labkit_ls("--json", "--tree", "owner"))
+    theirs = parsed(lsns("--json", "--tree=owner"))
+    init_user = inode(os.getpid(), "user")
+    for ino in shared.values():
+        assert path_to(ours, ino) == (init_user, ino) == path_to(theirs, ino)
+    sleeper_uts = inode(sleeper, "uts")  # unshare -U makes only a user namespace: the machine's uts
+    assert path_to(ours, sleeper_uts) == (init_user, sleeper_uts)
+    assert path_to(ours, child) == (init_user, ghost, child) == path_to(theirs, child)
+
+
+def test_process_tree_matches_lsns_default_view():
+    # sh in a new UTS namespace; its child sleep in a new IPC namespace as well.
+    with spawn(["sh", "-c", "unshare --ipc sleep 60; :"], "uts") as shell:
+        sleeper = wait_until(lambda: child_running(shell.pid, b"sleep\x0060\0"), "the sleeper")
+        try:
+            ipc = inode(sleeper, "ipc")
+            assert ipc != inode(shell.pid, "ipc")
+            ours = parsed(labkit_ls("--json", "--tree", "process"))
+            theirs = parsed(lsns("--json"))  # lsns's default view is this tree
+        finally:
+            os.kill(sleeper, signal.SIGKILL)  # sh reaps it and ends
+        assert path_to(ours, ipc) == path_to(theirs, ipc)
+        if inode(shell.pid, "uts") < ipc:  # listed first, so the sleeper's line hangs under it
+            assert path_to(ours, ipc) == (inode(shell.pid, "uts"), ipc)
+
+
+def test_tree_text_output_draws_the_nesting(pid_chain):
+    chain, _ = pid_chain
+    lines = labkit_ls("--tree", "parent", "-t", "pid").stdout.splitlines()
+    assert lines[0].split()[:2] == ["NS", "TYPE"]
+
+    def column(ino: int) -> int:  # where the inode starts on its line, after the tree's guides
+        return next(line.index(str(ino)) for line in lines if line.lstrip("│├└─ ").startswith(str(ino)))
+
+    assert column(inode(os.getpid(), "pid")) < column(chain[0]) < column(chain[1]) < column(chain[2])
+    assert f"└─{chain[2]}" in "\n".join(lines)
+
+
+@pytest.mark.parametrize("tree", [[], ["--tree", "parent"]])
+def test_terminal_output_is_drawn_by_rich(sharing_sleepers, tree):
+    _, shared = sharing_sleepers
+    term = pexpect.spawn(sys.executable, ["-m", "labkit", "ls", *tree], cwd=str(ROOT),
+                         dimensions=(60, 220), env={**os.environ, "TERM": "xterm"}, encoding="utf-8")
+    out = term.read()
+    term.close()
+    assert term.exitstatus == 0, out
+    assert str(shared["uts"]) in out
+    assert ("──" if tree else "┃") in out  # rich's tree guides, or its table's heavy header border
+
+
+# Rootless ----------------------------------------------------------------------
+
+def test_rootless_listing_shows_only_the_users_own_namespaces(unprivileged):
+    uid = str(unprivileged.uid)
+    argv = ["setpriv", f"--reuid={uid}", f"--regid={unprivileged.gid}", "--clear-groups",
+            "unshare", "--user", "--uts", "--ipc", "sleep", "60"]
+    with spawn(argv) as sleeper:
+        wait_until(lambda: open(f"/proc/{sleeper.pid}/cmdline", "rb").read() == b"sleep\x0060\0",
+                   "the sleeper")
+        own = {t: inode(sleeper.pid, t) for t in ("user", "uts", "ipc", "mnt")}
+        ours = by_inode(parsed(unprivileged.labkit("ls", "--json")))
+        theirs = by_inode(parsed(unprivileged.run(["lsns", "--json", "-o", COLUMNS])))
+    name = ours[own["user"]]["user"]
+    for nstype in ("user", "uts", "ipc"):
+        entry = ours[own[nstype]]
+        assert entry == theirs[own[nstype]]
+        assert (entry["nprocs"], entry["pid"], entry["command"]) == (1, sleeper.pid, "sleep 60")
+    assert ours[own["uts"]]["ons"] == own["user"]  # owned by the user's own user namespace
+    assert own["mnt"] in ours and own["mnt"] in theirs  # the machine's, seen through the user's processes
+    assert {e["user"] for e in ours.values()} == {e["user"] for e in theirs.values()} == {name} != {"root"}
+    assert not [e for e in ours.values() if e["pid"] == 1]  # PID 1, as root's processes, is not ours to read
