@@ -57,7 +57,8 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -r requirements.txt
-	@$(PY) -m pip install -q --no-deps -e .
+	@$(PY) -m pip install -q --no-deps --config-settings editable_mode=compat -e . 2>/dev/null \
+		|| $(PY) -m pip install --no-deps --config-settings editable_mode=compat -e .
 	@touch $@
 
 kernel: $(VENV)/share/jupyter/kernels/nslab/kernel.json
