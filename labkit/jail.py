@@ -31,8 +31,9 @@ pivot_root(".", ".") does the same without a put_old directory; see
 pivot_into_with_dot.
 
 One path out stays open without a PID namespace: /proc/1/root, the root
-directory of the host's init, read through the fresh /proc.  So the jails
-started here get a PID namespace too, unless asked otherwise.
+directory of the host's init (or /proc/PID/root of any process outside),
+read through the fresh /proc.  So the jails started here get a PID
+namespace too, unless asked otherwise.
 
 A root file system is a directory tree with the programs the jail runs.
 copy_program builds one by hand (a binary and the shared libraries ldd(1)
