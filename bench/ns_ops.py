@@ -23,15 +23,24 @@ Why each baseline exists:
   labkit adds on top (two pipes, pickled status messages, prctl(2)
   PR_SET_PDEATHSIG, making / private in a new mount namespace, the user
   namespace handshake) is labkit's overhead.  Goal: labkit fn within 1.2x.
-* unshare(1) is what a notebook would do without labkit: fork and exec the
-  unshare program, which unshares and execs the command (forking first for
-  pid and time, --fork).  That is two execve(2)s and a dynamic loader more
-  than labkit exec.  Goal: labkit exec faster than unshare(1).
+* unshare(1) is what a notebook would do without labkit: start the unshare
+  program, which unshares and execs the command (forking first for pid and
+  time, --fork).  That is one execve(2) more than labkit exec, but
+  subprocess starts it with vfork(2), which copies no page tables.
+  Goal: labkit exec faster than unshare(1).
 * clone_bench.c shows the kernel's own cost: clone3(2) puts the child
   straight into the new namespaces, and the process copied is a small C
   program, not a Python interpreter whose page tables fork(2) must copy.
   It times its own iterations, so starting it costs nothing here.  The bench
   compiles it with gcc into a temporary directory on each run.
+
+Why Python pays so much more than C: after fork(2) parent and child share
+every page copy-on-write, and CPython writes to each object it touches (its
+reference count), so each step a forked Python process takes copies pages.
+The third table counts those minor page faults (getrusage(2)); every extra
+line of Python in labkit's child shows up there.  The page tables to copy
+grow with the parent's size: --ballast makes the bench as big as a
+notebook's kernel.
 
 How the numbers are made fair on a noisy, shared machine: every method is
 warmed up first for each type; then the methods take turns in blocks of a
@@ -48,7 +57,8 @@ trip, and lets them finish after a row with "net" before the next one.
 Last, the start time of the labkit command against `python -c pass` with the
 same interpreter, with byte code cached as it is after the first run
 (PYTHONPYCACHEPREFIX points to a temporary directory, so that the checkout
-gets no __pycache__).  Goal: within 1.5x.
+gets no __pycache__).  Goal: within 1.5x.  `python -c 'import argparse'` is
+shown too: the floor of any command line parsed with argparse.
 
 The goals are reported, never asserted: timing belongs to the machine.
 
@@ -68,6 +78,7 @@ import json
 import math
 import os
 import platform
+import resource
 import signal
 import statistics
 import subprocess
@@ -101,16 +112,33 @@ class BenchError(Exception):
 # ---------------------------------------------------------------- the methods
 #
 # Each method makes N children in new namespaces (FLAGS), one after the
-# other, and returns the time of each round trip in nanoseconds.
+# other, and returns the time of each round trip in nanoseconds and the
+# minor page faults of all of them together.
 
-def time_each(n: int, once: Callable[[], None]) -> list[int]:
-    """Call ONCE N times; return the duration of each call in ns."""
+Timings = tuple[list[int], int]  # (ns of each round trip, page faults in all of them)
+
+
+def minor_faults() -> int:
+    """Minor page faults so far, ours and our reaped descendants' (getrusage(2)).
+
+    After fork(2) parent and child share every page copy-on-write: the first
+    write to a page on either side faults and copies it.  CPython writes to
+    each object it touches (its reference count), so a forked Python
+    process faults far more often than a C one.
+    """
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            + resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt)
+
+
+def time_each(n: int, once: Callable[[], None]) -> Timings:
+    """Call ONCE N times; return the duration of each call in ns, and the page faults."""
     durations = []
+    faults = minor_faults()
     for _ in range(n):
         start = time.perf_counter_ns()
         once()
         durations.append(time.perf_counter_ns() - start)
-    return durations
+    return durations, minor_faults() - faults
 
 
 def expect_success(code: int, what: str) -> None:
@@ -122,11 +150,11 @@ def do_nothing() -> None:
     """labkit fn's target: the trivial Python work."""
 
 
-def labkit_function(flags: int, n: int) -> list[int]:
+def labkit_function(flags: int, n: int) -> Timings:
     return time_each(n, lambda: expect_success(spawn(do_nothing, flags).wait(), "labkit fn"))
 
 
-def labkit_exec(flags: int, n: int) -> list[int]:
+def labkit_exec(flags: int, n: int) -> Timings:
     return time_each(n, lambda: expect_success(spawn([TRUE], flags).wait(), "labkit exec"))
 
 
@@ -151,7 +179,7 @@ def fork_unshare_exit(flags: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def bare_python(flags: int, n: int) -> list[int]:
+def bare_python(flags: int, n: int) -> Timings:
     return time_each(n, lambda: expect_success(fork_unshare_exit(flags), "bare Python"))
 
 
@@ -166,18 +194,19 @@ def unshare_argv(flags: int) -> list[str]:
     return argv + [TRUE]
 
 
-def unshare_command(flags: int, n: int) -> list[int]:
+def unshare_command(flags: int, n: int) -> Timings:
     argv = unshare_argv(flags)
     return time_each(n, lambda: expect_success(subprocess.run(argv).returncode, "unshare(1)"))
 
 
-def c_clone(binary: Path, exec_true: bool, flags: int, n: int) -> list[int]:
-    """Let clone_bench time N clone3 round trips itself, and read its times."""
+def c_clone(binary: Path, exec_true: bool, flags: int, n: int) -> Timings:
+    """Let clone_bench time N clone3 round trips itself, and read its times and faults."""
     argv = [str(binary), f"{flags:#x}", str(n)] + (["exec"] if exec_true else [])
     result = subprocess.run(argv, capture_output=True, text=True)
     if result.returncode != 0:
         raise BenchError(result.stderr.strip() or f"clone_bench exited with {result.returncode}")
-    return [int(line) for line in result.stdout.split()]
+    *times, faults = result.stdout.splitlines()  # the last line is "faults N"
+    return [int(t) for t in times], int(faults.split()[1])
 
 
 def compile_clone_bench(directory: str) -> Path:
@@ -189,7 +218,7 @@ def compile_clone_bench(directory: str) -> Path:
     return binary
 
 
-def all_methods(clone_bench: Path | None) -> dict[str, Callable[[int, int], list[int]]]:
+def all_methods(clone_bench: Path | None) -> dict[str, Callable[[int, int], Timings]]:
     methods = {"bare Python": bare_python, "labkit fn": labkit_function,
                "labkit exec": labkit_exec, "unshare(1)": unshare_command}
     if clone_bench is not None:
@@ -201,10 +230,11 @@ def all_methods(clone_bench: Path | None) -> dict[str, Callable[[int, int], list
 # ---------------------------------------------------------------- measuring
 
 def measure_row(flags: int, methods: dict, iterations: int, block: int, warmup: int
-                ) -> tuple[dict[str, list[int]], dict[str, str]]:
+                ) -> tuple[dict[str, list[int]], dict[str, int], dict[str, str]]:
     """Time every method for one set of FLAGS, interleaved.
 
-    Returns (samples in ns by method, reason by method that could not run).
+    Returns (samples in ns by method, page faults by method, reason by method
+    that could not run).
     """
     unavailable = {}
     for name, method in methods.items():
@@ -214,12 +244,15 @@ def measure_row(flags: int, methods: dict, iterations: int, block: int, warmup: 
             unavailable[name] = str(e)
     running = [name for name in methods if name not in unavailable]
     samples: dict[str, list[int]] = {name: [] for name in running}
+    faults = dict.fromkeys(running, 0)
     for first in range(0, iterations if running else 0, block):
         n = min(block, iterations - first)
         turn = (first // block) % len(running)
         for name in running[turn:] + running[:turn]:  # the order rotates each round
-            samples[name] += methods[name](flags, n)
-    return samples, unavailable
+            durations, block_faults = methods[name](flags, n)
+            samples[name] += durations
+            faults[name] += block_faults
+    return samples, faults, unavailable
 
 
 def kernel_worker_cpu_ms() -> float:
@@ -246,10 +279,16 @@ def kernel_worker_cpu_ms() -> float:
 
 # ---------------------------------------------------------------- the CLI's start
 
+BASELINE = "python -c pass"
+# What any command line parsed with argparse pays first: argparse imports re, enum, gettext.
+ARGPARSE = "python -c 'import argparse'"
+
+
 def cli_commands(python: str) -> dict[str, tuple[list[str], bool]]:
-    """label -> (argv, on a terminal?).  The first one is the baseline."""
+    """label -> (argv, on a terminal?): the baseline, the argparse floor, then labkit."""
     labkit = str(Path(python).with_name("labkit"))
-    commands = {"python -c pass": ([python, "-c", "pass"], False),
+    commands = {BASELINE: ([python, "-c", "pass"], False),
+                ARGPARSE: ([python, "-c", "import argparse"], False),
                 "python -m labkit flags 0x4000000": ([python, "-m", "labkit", "flags", "0x4000000"], False)}
     if os.access(labkit, os.X_OK):
         commands["labkit flags 0x4000000"] = ([labkit, "flags", "0x4000000"], False)
@@ -323,24 +362,28 @@ def summarize(samples_ns: dict[str, list[int]], baseline: str, unit: float) -> d
 
 def print_spawn_tables(rows: dict[str, dict], method_names: list[str]) -> None:
     headers = ["TYPE", *method_names]
-    medians, p90s = [], []
+    medians, p90s, faults = [], [], []
     for label, row in rows.items():
         stats = row["methods"]
-        cells, tails = [label], [label]
+        cells, tails, faulted = [label], [label], [label]
         for name in method_names:
             if name not in stats:
-                cells.append("n/a")
-                tails.append("n/a")
+                for line in (cells, tails, faulted):
+                    line.append("n/a")
                 continue
             s = stats[name]
             ratio = f" ({s['ratio']:.2f}x)" if name != "bare Python" and s["ratio"] else ""
             cells.append(f"{s['median']:.0f}{ratio}")
             tails.append(f"{s['p90']:.0f}")
+            faulted.append(f"{s['faults_per_round_trip']:.0f}")
         medians.append(cells)
         p90s.append(tails)
+        faults.append(faulted)
     table(headers, medians, title="Spawn, run, reap: median µs (ratio to bare Python)")
     print()
     table(headers, p90s, title="Spawn, run, reap: 90th percentile µs")
+    print()
+    table(headers, faults, title="Minor page faults per round trip, all processes (copy-on-write after fork)")
     print()
 
 
@@ -368,7 +411,7 @@ def print_goals(goals: list[dict]) -> None:
 
 def print_cli_table(stats: dict[str, dict]) -> None:
     rows = [(label, f"{s['median']:.1f}", f"{s['p90']:.1f}", f"{s['ratio']:.2f}x",
-             "" if label == "python -c pass" else ("yes" if s["ratio"] <= CLI_GOAL else "NO"))
+             "" if label in (BASELINE, ARGPARSE) else ("yes" if s["ratio"] <= CLI_GOAL else "NO"))
             for label, s in stats.items()]
     table(("COMMAND", "MEDIAN ms", "P90 ms", "RATIO", f"WITHIN {CLI_GOAL}x"), rows,
           title="Start time of the labkit command against python -c pass (same interpreter)")
@@ -475,7 +518,8 @@ def run_spawn_rows(args, methods: dict, notes: list[str]) -> dict[str, dict]:
     for label, flags in args.types.items():
         workers_before = kernel_worker_cpu_ms()
         start = time.monotonic()
-        samples, unavailable = measure_row(flags, methods, args.iterations, args.block, args.warmup)
+        samples, faults, unavailable = measure_row(flags, methods, args.iterations, args.block,
+                                                   args.warmup)
         print(f"  {label:<7} {time.monotonic() - start:5.1f} s", file=sys.stderr)
         if flags & NEWNET:
             time.sleep(SETTLE)  # let cleanup_net() finish here, not during the next row
@@ -485,6 +529,8 @@ def run_spawn_rows(args, methods: dict, notes: list[str]) -> dict[str, dict]:
                        "kworker_us_per_round_trip": (kernel_worker_cpu_ms() - workers_before) * 1000
                        / round_trips,
                        "methods": summarize(samples, "bare Python", 1e3)}
+        for name, count in faults.items():
+            rows[label]["methods"][name]["faults_per_round_trip"] = round(count / args.iterations, 1)
         for name, reason in unavailable.items():
             notes.append(f"{label}: {name} could not run: {reason}")
     return rows
@@ -509,12 +555,12 @@ def measure(args: argparse.Namespace, scratch: str) -> dict:
     if args.cli_runs > 0:
         print(f"timing the labkit command's start, {args.cli_runs} runs each", file=sys.stderr)
         samples = measure_cli(sys.executable, args.cli_runs, 2, str(Path(scratch) / "pycache"))
-        cli = summarize(samples, "python -c pass", 1e6)
+        cli = summarize(samples, BASELINE, 1e6)
     explain_results(rows, notes)
     goals = spawn_goals(rows) + [
-        {"type": "cli", "goal": f"{label} within {CLI_GOAL}x of python -c pass",
+        {"type": "cli", "goal": f"{label} within {CLI_GOAL}x of {BASELINE}",
          "value": f"{s['ratio']:.2f}x", "met": s["ratio"] <= CLI_GOAL}
-        for label, s in cli.items() if label != "python -c pass"]
+        for label, s in cli.items() if label not in (BASELINE, ARGPARSE)]
     result.update(methods=list(methods), spawn=rows, cli=cli, goals=goals, notes=notes)
     return result
 

@@ -21,8 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench" / "ns_ops.py"
 METHODS = ["bare Python", "labkit fn", "labkit exec", "unshare(1)", "C clone3", "C clone3+exec"]
-CLI_COMMANDS = ["python -c pass", "python -m labkit flags 0x4000000", "labkit flags 0x4000000",
-                "labkit --help", "labkit flags 0x4000000 (terminal)"]
+CLI_COMMANDS = ["python -c pass", "python -c 'import argparse'", "python -m labkit flags 0x4000000",
+                "labkit flags 0x4000000", "labkit --help", "labkit flags 0x4000000 (terminal)"]
 
 
 def bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -52,6 +52,7 @@ def test_json_has_every_method_for_every_row(tiny_run):
             assert len(stats["samples"]) == 2, (label, name)
             assert all(s > 0 for s in stats["samples"]), (label, name)
             assert min(stats["samples"]) <= stats["median"] <= stats["p90"] <= max(stats["samples"])
+            assert stats["faults_per_round_trip"] > 0, (label, name)  # a fork always copies a page
         assert row["methods"]["bare Python"]["ratio"] == 1.0
 
 
@@ -78,6 +79,7 @@ def test_tables_are_plain_text_in_a_pipe(tiny_run):
     assert "Spawn, run, reap: median µs (ratio to bare Python)" in out
     assert re.search(r"^TYPE +bare Python +labkit fn +labkit exec +unshare\(1\) +C clone3", out, re.M)
     assert re.search(r"^uts +\d+ +\d+ \(\d+\.\d\dx\)", out, re.M)
+    assert "Minor page faults per round trip" in out
     assert re.search(r"^labkit --help +\d+\.\d +\d+\.\d +\d+\.\d\dx +(yes|NO)$", out, re.M)
     assert "\x1b[" not in out  # no terminal colours in a pipe
 
