@@ -1,95 +1,118 @@
 """Join the namespaces of a running process: setns(2), as nsenter(1) does.
 
 To enter a namespace a process opens the namespace's file (``/proc/PID/ns/uts``)
-and calls setns(2) on the descriptor.  Two rules shape the code:
+and calls setns(2) on the descriptor.  Three rules shape the code:
 
 * **Open everything first, then join.**  Once we have joined the target's
   mount namespace, ``/proc/PID/ns`` may no longer show what we want (or we
   may have entered a user namespace that cannot open it), so all the files
   are opened up front and joined one by one.
 
-* **Joining a PID (or time) namespace takes effect for children only.**
-  setns(CLONE_NEWPID) changes ``pid_for_children``, not the caller's own PID,
-  which never changes.  So after joining we fork once more, and it is the
-  grandchild that runs the command inside, as ``nsenter --fork`` does.
+* **The user namespace first or last.**  Joining a user namespace gives the
+  caller every capability in it, which an unprivileged caller needs to
+  join the namespaces it owns; but a privileged caller that joins it first
+  loses the capabilities it had over namespaces owned higher up.  nsenter(1)
+  therefore joins in two passes, and so do we: everything but the user
+  namespace, as far as our privilege goes; then the user namespace, then
+  the rest.  A process cannot "join" the user namespace it is in (EINVAL),
+  so that one is skipped.
 
-The user namespace is joined first: joining it gives the caller all
-capabilities there, which an unprivileged caller needs to join the others
-(nsenter(1) does the same).  The mount namespace goes last but one, and
-setns(CLONE_NEWNS) also moves the caller's root and working directory to
-the namespace's root; then we chdir to the target's working directory.
+* **Joining a PID namespace takes effect for children only.**
+  setns(CLONE_NEWPID) changes ``pid_for_children``, not the caller's own
+  PID, which never changes.  So after joining we fork once more, and it is
+  the grandchild that runs the command inside, as ``nsenter --fork`` does.
+  (A time namespace, unlike unshare(CLONE_NEWTIME), moves the caller at once.)
+
+setns(CLONE_NEWNS) moves the caller's root and working directory to the
+root of the mount namespace; we then change root to the target's own root
+(which may be a pivot_root'ed or chroot'ed one) and start there, unless
+CWD says otherwise.
 
 As with labkit.spawn, all of this happens in a child process, never in the
 caller.
 
-See setns(2), nsenter(1), pid_namespaces(7).
+See setns(2), nsenter(1), pid_namespaces(7), time_namespaces(7).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 from collections.abc import Callable, Sequence
 
 from . import syscalls
-from .errors import NamespaceError
-from .nstypes import TYPES, lookup
-from .spawn import Child, _exit_with, _fork_and_wait, _picklable, _receive, _send, collect
+from .errors import MissingCapability, NamespaceError
+from .nstypes import decode_flags, encode_flags, lookup
+from .spawn import (
+    Child,
+    _exec,
+    _exit_with,
+    _flush_std_streams,
+    _fork_and_wait,
+    _picklable,
+    _receive,
+    _redirect,
+    _send,
+    collect,
+)
 
-# The order in which we join: user first (for the capabilities), mount late.
-JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "net", "pid", "time", "mnt")
+# nsenter(1)'s order: user first (when it can be), the mount namespace late.
+JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt", "time")
 
 
 def enter(pid: int, namespaces: object, target: Callable[..., object] | Sequence[str],
-          *, args: Sequence[object] = (), cwd: str | None = None) -> Child:
+          *, args: Sequence[object] = (), cwd: str | None = None, stdin: int | None = None,
+          stdout: int | None = None, stderr: int | None = None) -> Child:
     """Start TARGET in the NAMESPACES of process PID and return a Child.
 
     NAMESPACES: names ("uts,net"), a mask, or "all" for every namespace the
-    target process has that differs from ours.
+    target process has that differs from ours.  TARGET is a function
+    (called with ARGS) or a command line, as for labkit.spawn.spawn, and
+    so are CWD and STDIN/STDOUT/STDERR.
     """
     if namespaces == "all":
-        wanted = [t.name for t in TYPES if _differs(pid, t.name)]
+        wanted = [name for name in JOIN_ORDER if _differs(pid, name)]
     else:
-        from .nstypes import decode_flags, encode_flags
         wanted = [t.name for t in decode_flags(encode_flags(namespaces))]
-    # Open before fork: an error (no such process, no permission) is ours to raise.
-    fds = {}
-    try:
-        for name in sorted(wanted, key=JOIN_ORDER.index):
-            fds[name] = os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-        root_fd = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY) \
-            if "mnt" in fds else -1
-    except OSError as e:
-        for fd in fds.values():
-            os.close(fd)
-        raise NamespaceError(e.errno, f"open {e.filename}", (
-            f"is there a process {pid}? Opening another process's namespace files needs "
-            "ptrace access to it: the same uid, or CAP_SYS_PTRACE.")) from None
+        if "user" in wanted and not _differs(pid, "user"):
+            wanted.remove("user")  # setns() into one's own user namespace is EINVAL
+    fds = _open_namespaces(pid, sorted(wanted, key=JOIN_ORDER.index))
+    root_fd = fds.pop("root", -1)
 
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    parent = os.getpid()
+    _flush_std_streams()
     child_pid = os.fork()
     if child_pid == 0:
         os.close(status_r)
         try:
-            for name, fd in fds.items():
-                syscalls.setns(fd, lookup(name).flag)
+            # Die with the parent, as spawn's children do.
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:
+                os._exit(1)
+            _join_in_two_passes(fds)
             if root_fd >= 0:
                 os.fchdir(root_fd)
                 os.chroot(".")  # the target's root, which may be a pivot_root'ed one
             if cwd is not None:
                 os.chdir(cwd)
-            if "pid" in fds or "time" in fds:
+            _redirect(stdin, stdout, stderr)
+            if "pid" in fds:
                 _fork_and_wait(status_w)  # only the grandchild returns
+                syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
             if callable(target):
                 os.close(status_w)
                 _exit_with(target, args)
-            os.execvp(target[0], list(target))
+            _exec(target, None)
         except BaseException as e:  # noqa: BLE001 - everything goes to the parent
-            _send(status_w, ("E", _picklable(e, target)))
+            _send(status_w, ("E", _picklable(e)))
         os._exit(127)
 
     os.close(status_w)
-    for fd in list(fds.values()) + ([root_fd] if root_fd >= 0 else []):
-        os.close(fd)
+    for fd in [*fds.values(), root_fd]:
+        if fd >= 0:
+            os.close(fd)
     child = Child(child_pid, child_pid)
     try:
         while (msg := _receive(status_r)) is not None:
@@ -104,11 +127,64 @@ def enter(pid: int, namespaces: object, target: Callable[..., object] | Sequence
     return child
 
 
-def _differs(pid: int, name: str) -> bool:
+def _open_namespaces(pid: int, names: list[str]) -> dict[str, int]:
+    """Open /proc/PID/ns/NAME for each name (and PID's root, for "mnt"), in our namespaces.
+
+    An error here (no such process, no permission) is the caller's, so it is
+    raised before anything is forked.
+    """
+    fds: dict[str, int] = {}
+    path = ""
     try:
-        return os.stat(f"/proc/{pid}/ns/{name}").st_ino != os.stat(f"/proc/self/ns/{name}").st_ino
-    except OSError:
-        return False
+        for name in names:
+            path = f"/proc/{pid}/ns/{name}"
+            fds[name] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        if "mnt" in fds:
+            path = f"/proc/{pid}/root"
+            fds["root"] = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY)
+    except OSError as e:
+        for fd in fds.values():
+            os.close(fd)
+        raise _cannot_open(pid, path, e) from None
+    return fds
+
+
+def _cannot_open(pid: int, path: str, e: OSError) -> NamespaceError:
+    if e.errno == errno.ENOENT and not os.path.exists(f"/proc/{pid}"):
+        hint = f"there is no process {pid} (it may have exited)"
+    else:
+        hint = ("opening another process's namespace files needs ptrace access to "
+                "it: the same uid, or CAP_SYS_PTRACE")
+    return NamespaceError(e.errno, f"open {path}", hint)
+
+
+def _join_in_two_passes(fds: dict[str, int]) -> None:
+    """setns() into each of FDS, nsenter's way: the user namespace first or last.
+
+    Pass one joins what our present capabilities allow, leaving out the
+    user namespace; pass two joins the user namespace and, with the
+    capabilities it gives, whatever pass one could not.
+    """
+    left = {}
+    for name, fd in fds.items():
+        if name == "user":
+            left[name] = fd
+            continue
+        try:
+            syscalls.setns(fd, lookup(name).flag)
+        except MissingCapability:
+            left[name] = fd
+    for name, fd in left.items():  # "user" comes first: JOIN_ORDER put it there
+        syscalls.setns(fd, lookup(name).flag)
+
+
+def _differs(pid: int, name: str) -> bool:
+    """Is PID's namespace NAME not ours?"""
+    path = f"/proc/{pid}/ns/{name}"
+    try:
+        return os.stat(path).st_ino != os.stat(f"/proc/self/ns/{name}").st_ino
+    except OSError as e:
+        raise _cannot_open(pid, path, e) from None
 
 
 def run_in(pid: int, namespaces: object, fn: Callable[..., object], *args: object) -> object:

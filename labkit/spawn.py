@@ -38,6 +38,10 @@ Rootless mode: when the caller is not root and asks for any namespace, a
 user namespace is added that maps the caller to root inside, so that the
 other types can be created without privilege.
 
+The child dies with its parent (PR_SET_PDEATHSIG), so that a crashed
+notebook leaves no namespace behind.  prctl(2) counts the parent *thread*:
+call spawn() from a thread that outlives the child (the main thread).
+
 See clone(2), unshare(2), user_namespaces(7), pid_namespaces(7), and
 unshare(1), whose options this module mirrors.
 """
@@ -46,6 +50,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import resource
 import select
 import signal
 import struct
@@ -53,12 +58,16 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import syscalls, user
-from .errors import NamespaceError
+from .errors import error_for
 from .namespace import Namespace
 from .nstypes import BY_NAME, encode_flags
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
+
+# The propagation types of mount_namespaces(7), as spawn(propagation=...) names them.
+PROPAGATION = {"private": syscalls.MS_PRIVATE, "slave": syscalls.MS_SLAVE,
+               "shared": syscalls.MS_SHARED, "unbindable": syscalls.MS_UNBINDABLE}
 
 NEWUSER, NEWNS, NEWPID, NEWTIME, NEWUTS = (
     BY_NAME[n].flag for n in ("user", "mnt", "pid", "time", "uts"))
@@ -155,35 +164,35 @@ def spawn(
     becomes the exit code) or a command line for execvp(3).
     NAMESPACES: names ("uts,mnt", ["net", "ipc"]) or a CLONE_NEW* mask.
     UID_MAP/GID_MAP: map lines written by the parent ("0 1000 1").
-    MAP_ROOT: map the caller to root inside a new user namespace
-    (default: on in rootless mode).  HOSTNAME/DOMAINNAME: set in the new UTS
-    namespace.  MOUNT_PROC: mount a fresh /proc (implies a mount namespace).
-    PROPAGATION: what to make "/" in a new mount namespace (private, slave,
-    shared, unchanged); unshare(1) also defaults to private, so that mounts
-    made inside never reach the caller.  TIME_OFFSETS: {"monotonic": s,
+    MAP_ROOT: map the caller to root inside a new user namespace (implies
+    "user"; the default in rootless mode unless maps are given).
+    HOSTNAME/DOMAINNAME: set in the new UTS namespace.  MOUNT_PROC: mount a
+    fresh /proc (implies a mount namespace).  PROPAGATION: what to make "/"
+    in a new mount namespace (private, slave, shared, unbindable,
+    unchanged); unshare(1) also defaults to private, so that mounts made
+    inside never reach the caller.  TIME_OFFSETS: {"monotonic": s,
     "boottime": s} for a new time namespace.  STDIN/STDOUT/STDERR: file
-    descriptors to give the child instead of ours.
+    descriptors to give the child instead of ours.  CWD, ENV: as for
+    subprocess.  Errors in the child before the target starts (a refused
+    unshare, a bad hostname, a command not found) are raised here, and the
+    child is gone.
     """
     flags = encode_flags(namespaces)
     if mount_proc:
         flags |= NEWNS  # a /proc mounted in our own mount namespace would hide the caller's
-    if (hostname is not None or domainname is not None) and not flags & NEWUTS:
-        raise ValueError("setting a hostname needs a new UTS namespace: add 'uts'")
-    if time_offsets and not flags & NEWTIME:
-        raise ValueError("time offsets need a new time namespace: add 'time'")
+    if map_root:
+        flags |= NEWUSER  # as unshare --map-root-user implies --user
     if os.geteuid() != 0 and flags and not flags & NEWUSER:
         flags |= NEWUSER  # rootless mode
-        map_root = True if map_root is None else map_root
-    if map_root and not flags & NEWUSER:
-        raise ValueError("map_root needs a new user namespace: add 'user'")
-    if map_root and (uid_map or gid_map):
-        raise ValueError("give either map_root or uid_map/gid_map, not both")
-    if not callable(target) and (isinstance(target, (str, bytes)) or not target):
-        raise ValueError("target must be a function or a non-empty list of strings")
+        if map_root is None and not (uid_map or gid_map):
+            map_root = True
+    _check_options(flags, target, map_root, uid_map, gid_map, hostname, domainname,
+                   propagation, time_offsets, env)
 
     status_r, status_w = os.pipe2(os.O_CLOEXEC)  # child -> parent
     go_r, go_w = os.pipe2(os.O_CLOEXEC)  # parent -> child
     parent = os.getpid()
+    _flush_std_streams()  # or the child would write our buffered output a second time
     pid = os.fork()
     if pid == 0:  # ---------------------------------------------- the child
         os.close(status_r)
@@ -194,13 +203,9 @@ def spawn(
             if callable(target):
                 os.close(status_w)  # tells the parent we are running
                 _exit_with(target, args)
-            else:
-                # Python ignores SIGPIPE and SIGXFSZ; a command expects the defaults.
-                signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-                signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
-                os.execvpe(target[0], list(target), os.environ if env is None else env)
+            _exec(target, env)
         except BaseException as e:  # noqa: BLE001 - everything goes to the parent
-            _send(status_w, ("E", _picklable(e, target)))
+            _send(status_w, ("E", _picklable(e)))
         os._exit(127)
 
     # ------------------------------------------------------------- the parent
@@ -211,27 +216,54 @@ def spawn(
         while (msg := _receive(status_r)) is not None:
             kind, value = msg
             if kind == "U":  # the child is in its new user namespace: map it
-                if map_root:
-                    user.map_root(pid)
-                if uid_map:
-                    user.write_uid_map(pid, uid_map)
-                if gid_map:
-                    if os.geteuid() != 0:
-                        user.deny_setgroups(pid)
-                    user.write_gid_map(pid, gid_map)
+                _write_maps(pid, map_root, uid_map, gid_map)
                 os.write(go_w, b"g")
             elif kind == "P":  # the grandchild that runs the target
                 child.pid = value
-            elif kind == "E":
+            elif kind == "E":  # the child failed, and ends by itself
+                child.wait()
                 raise value
     except BaseException:
-        os.kill(pid, signal.SIGKILL)  # the middle process; its child dies with it
-        os.waitpid(pid, 0)
+        if child.returncode is None:  # we failed (a map, ^C): end the child
+            os.kill(pid, signal.SIGKILL)  # the middle process; its child dies with it
+            child.wait()
         raise
     finally:
         os.close(status_r)
         os.close(go_w)
     return child
+
+
+def _write_maps(pid: int, map_root: bool | None, uid_map: str | None, gid_map: str | None) -> None:
+    """The parent's half of the handshake: write the child's uid and gid maps."""
+    if map_root:
+        user.map_root(pid)
+    if uid_map:
+        user.write_uid_map(pid, uid_map)
+    if gid_map:
+        if os.geteuid() != 0:
+            user.deny_setgroups(pid)  # the Linux 3.19 rule, before gid_map
+        user.write_gid_map(pid, gid_map)
+
+
+def _check_options(flags, target, map_root, uid_map, gid_map, hostname, domainname,
+                   propagation, time_offsets, env) -> None:
+    """Refuse combinations that cannot work, before anything is started."""
+    if propagation not in (None, "unchanged", *PROPAGATION):
+        raise ValueError(f"unknown propagation {propagation!r}: "
+                         f"{', '.join(PROPAGATION)} or unchanged")
+    if (hostname is not None or domainname is not None) and not flags & NEWUTS:
+        raise ValueError("setting a hostname needs a new UTS namespace: add 'uts'")
+    if time_offsets and not flags & NEWTIME:
+        raise ValueError("time offsets need a new time namespace: add 'time'")
+    if (uid_map or gid_map) and not flags & NEWUSER:
+        raise ValueError("uid_map and gid_map need a new user namespace: add 'user'")
+    if map_root and (uid_map or gid_map):
+        raise ValueError("give either map_root or uid_map/gid_map, not both")
+    if not callable(target) and (isinstance(target, (str, bytes)) or not target):
+        raise ValueError("target must be a function or a non-empty list of strings")
+    if env is not None and not isinstance(env, dict):
+        raise TypeError("env must be a dict")
 
 
 def _child(parent, flags, status_w, go_r, propagation, time_offsets,
@@ -255,10 +287,7 @@ def _child(parent, flags, status_w, go_r, propagation, time_offsets,
         _set_propagation(propagation)
     if time_offsets:
         # Only before the first process enters the namespace: that is our child.
-        with open("/proc/self/timens_offsets", "w") as f:
-            for clock, seconds in time_offsets.items():
-                sec = int(seconds)
-                f.write(f"{clock} {sec} {int((seconds - sec) * 1e9)}\n")
+        write_time_offsets(time_offsets)
     if flags & (NEWPID | NEWTIME):
         _fork_and_wait(status_w)  # returns in the grandchild only
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -270,21 +299,71 @@ def _child(parent, flags, status_w, go_r, propagation, time_offsets,
         # /proc shows the PID namespace of the process that mounts it.
         syscalls.mount("proc", "/proc", "proc",
                        syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
-    for fd, std in ((stdin, 0), (stdout, 1), (stderr, 2)):
-        if fd is not None:
-            os.dup2(fd, std)
+    _redirect(stdin, stdout, stderr)
     if cwd is not None:
         os.chdir(cwd)
-    if env is not None and not isinstance(env, dict):
-        raise TypeError("env must be a dict")
+
+
+def _redirect(stdin: int | None, stdout: int | None, stderr: int | None) -> None:
+    """Put the given descriptors at 0, 1, 2, and point Python's sys.std* there too.
+
+    A command finds them at 0, 1, 2; a Python function prints to sys.stdout,
+    which in a test runner or a notebook is not descriptor 1 at all.
+    """
+    for fd, std, name, mode in ((stdin, 0, "stdin", "r"), (stdout, 1, "stdout", "w"),
+                                (stderr, 2, "stderr", "w")):
+        if fd is not None:
+            os.dup2(fd, std)
+            setattr(sys, name, open(std, mode, buffering=1, closefd=False))
+
+
+def write_time_offsets(offsets: dict[str, float], pid: int | str = "self") -> None:
+    """Write /proc/PID/timens_offsets: {"monotonic": s, "boottime": s}, in one write.
+
+    The file belongs to PID's time_for_children namespace, and takes offsets
+    only until a process has entered it.  Each line is "CLOCK SECONDS
+    NANOSECONDS" with 0 <= NANOSECONDS < 10**9, so -1.5 s is "-2 500000000".
+    """
+    lines = []
+    for clock, seconds in offsets.items():
+        whole, fraction = divmod(round(seconds * 1_000_000_000), 1_000_000_000)
+        lines.append(f"{clock} {whole} {fraction}\n")
+    path = f"/proc/{pid}/timens_offsets"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, "".join(lines).encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise error_for("timens_offsets", e.errno, detail=f"({path}: {''.join(lines).strip()!r})") from None
+
+
+def _exec(argv: Sequence[str], env: dict[str, str] | None) -> None:
+    """execvpe(3) ARGV with the signal state a new program expects."""
+    # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored
+    # across execve(2); a blocked one stays blocked.  A command expects neither.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    try:
+        os.execvpe(argv[0], list(argv), os.environ if env is None else env)
+    except OSError as e:
+        e.filename = argv[0]  # the command as given, not the last PATH entry tried
+        raise
+
+
+def _flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed or odd stream is no reason to fail
+            pass
 
 
 def _set_propagation(kind: str) -> None:
-    flag = {"private": syscalls.MS_PRIVATE, "slave": syscalls.MS_SLAVE,
-            "shared": syscalls.MS_SHARED, "unbindable": syscalls.MS_UNBINDABLE}.get(kind)
-    if flag is None:
-        raise ValueError(f"unknown propagation {kind!r}: private, slave, shared, unbindable or unchanged")
-    syscalls.mount("none", "/", None, syscalls.MS_REC | flag)
+    """mount --make-rKIND /: what mounts in the new namespace share with the old one."""
+    syscalls.mount("none", "/", None, syscalls.MS_REC | PROPAGATION[kind])
 
 
 def _fork_and_wait(status_w: int) -> None:
@@ -298,13 +377,16 @@ def _fork_and_wait(status_w: int) -> None:
         return
     try:
         _send(status_w, ("P", pid))
-        os.close(status_w)
+        # Keep no descriptor of the caller's: a copy of a pipe's write end here
+        # would keep the target from ever reading EOF on it.
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         # Signals sent to the middle process (a terminal's ^C) go on to the target.
         for sig in FORWARDED_SIGNALS:
             signal.signal(sig, lambda s, _f: os.kill(pid, s))
         _, status = os.waitpid(pid, 0)
         if os.WIFSIGNALED(status):  # die of the same signal, as unshare --fork does
             sig = os.WTERMSIG(status)
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the target dumped core already
             if sig != signal.SIGKILL:
                 signal.signal(sig, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
@@ -326,20 +408,14 @@ def _exit_with(target: Callable[..., object], args: Sequence[object]) -> None:
         traceback.print_exc()
         code = 1
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # noqa: BLE001
-                pass
+        _flush_std_streams()
     os._exit(code & 0xFF)
 
 
-def _picklable(e: BaseException, target) -> BaseException:
-    if isinstance(e, OSError) and not isinstance(e, NamespaceError) and not callable(target):
-        if e.filename is None:
-            e.filename = target[0]
+def _picklable(e: BaseException) -> BaseException:
+    """E itself if it survives the trip through pickle, else a RuntimeError that names it."""
     try:
-        pickle.dumps(e)
+        pickle.loads(pickle.dumps(e))
         return e
     except Exception:  # noqa: BLE001
         return RuntimeError(f"{type(e).__name__}: {e}")
@@ -394,7 +470,7 @@ def collect(start: Callable[[Callable[[], int]], Child], fn: Callable[..., objec
         try:
             answer = ("ok", fn(*args))
         except BaseException as e:  # noqa: BLE001 - the parent re-raises it
-            answer = ("error", _picklable(e, fn))
+            answer = ("error", _picklable(e))
         try:
             _send(result_w, answer)
         except (pickle.PicklingError, TypeError, AttributeError) as e:
@@ -403,6 +479,9 @@ def collect(start: Callable[[Callable[[], int]], Child], fn: Callable[..., objec
 
     try:
         child = start(call_and_send)
+    except BaseException:
+        os.close(result_r)
+        raise
     finally:
         os.close(result_w)
     try:
@@ -428,38 +507,62 @@ def run_command(argv: Sequence[str], namespaces: object = (), *, input: bytes | 
     import subprocess
     import time
 
-    pipes = {name: os.pipe2(os.O_CLOEXEC) for name in ("stdin", "stdout", "stderr")}
+    (in_r, in_w), (out_r, out_w), (err_r, err_w) = (os.pipe2(os.O_CLOEXEC) for _ in range(3))
     try:
-        child = spawn(argv, namespaces, stdin=pipes["stdin"][0], stdout=pipes["stdout"][1],
-                      stderr=pipes["stderr"][1], **options)
+        child = spawn(argv, namespaces, stdin=in_r, stdout=out_w, stderr=err_w, **options)
+    except BaseException:
+        for fd in (in_w, out_r, err_r):
+            os.close(fd)
+        raise
     finally:
-        for name, (r, w) in pipes.items():
-            os.close(r if name == "stdin" else w)
-    stdin_w = pipes["stdin"][1]
-    if input:
-        os.write(stdin_w, input)  # small inputs only: no deadlock with a pipe's 64 KiB
-    os.close(stdin_w)
-    out = {pipes["stdout"][0]: b"", pipes["stderr"][0]: b""}
+        for fd in (in_r, out_w, err_w):  # the child's ends
+            os.close(fd)
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        while out_fds := [fd for fd in out if fd >= 0]:
-            left = None if deadline is None else max(0, deadline - time.monotonic())
-            ready = select.select(out_fds, [], [], left)[0]
-            if not ready:
-                child.kill()
-                child.wait()
-                raise subprocess.TimeoutExpired(list(argv), timeout)
-            for fd in ready:
+        stdout, stderr = _communicate(in_w, out_r, err_r, input or b"", deadline)
+        code = child.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        child.kill()
+        child.wait()
+        raise subprocess.TimeoutExpired(list(argv), timeout) from None
+    return subprocess.CompletedProcess(list(argv), code, stdout.decode(errors="replace"),
+                                       stderr.decode(errors="replace"))
+
+
+def _communicate(in_w: int, out_r: int, err_r: int, data: bytes,
+                 deadline: float | None) -> tuple[bytes, bytes]:
+    """Feed DATA to IN_W and read OUT_R and ERR_R until both end; close all three.
+
+    One select(2) loop for all three pipes, so that a child that writes much
+    before it reads cannot block us, nor we it.  TimeoutError at DEADLINE.
+    """
+    import time
+
+    output = {out_r: bytearray(), err_r: bytearray()}
+    reading, writing = [out_r, err_r], [in_w]
+    try:
+        while reading or writing:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            readable, writable, _ = select.select(reading, writing, [], left)
+            if not (readable or writable):
+                raise TimeoutError
+            if writable:
+                try:
+                    data = data[os.write(in_w, data[:select.PIPE_BUF]):]
+                except BrokenPipeError:  # the child does not read its input: fine
+                    data = b""
+                if not data:
+                    writing.clear()
+                    os.close(in_w)
+                    in_w = -1
+            for fd in readable:
                 chunk = os.read(fd, 65536)
                 if chunk:
-                    out[fd] += chunk
+                    output[fd] += chunk
                 else:
-                    os.close(fd)
-                    out[-fd - 1] = out.pop(fd)  # remember it, closed
+                    reading.remove(fd)
     finally:
-        for fd in out:
+        for fd in (in_w, out_r, err_r):
             if fd >= 0:
                 os.close(fd)
-    code = child.wait()
-    stdout, stderr = (v.decode(errors="replace") for v in out.values())
-    return subprocess.CompletedProcess(list(argv), code, stdout, stderr)
+    return bytes(output[out_r]), bytes(output[err_r])
