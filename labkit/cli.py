@@ -123,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        return 141
+        # The reader has gone (labkit check | head -1).  Point stdout at /dev/null
+        # so that Python's flush at exit does not complain, and end as a shell tool would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (FileNotFoundError, PermissionError) as e:
         if e.filename is None or args.command not in ("run", "enter"):
             return _fail(e)

@@ -47,6 +47,7 @@ def error(message: str, stream=None) -> None:
         from rich.console import Console
         from rich.markup import escape
 
-        Console(file=stream).print(f"[bold red]labkit:[/] {escape(message)}")
+        # No highlighting: the kernel's words stay as they are, only the prefix is red.
+        Console(file=stream, highlight=False).print(f"[bold red]labkit:[/] {escape(message)}")
     else:
         print(f"labkit: {message}", file=stream)
