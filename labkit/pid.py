@@ -31,16 +31,13 @@ prctl(2), wait(2), sigwaitinfo(2), and tini's tini.c.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 
 from . import syscalls
-from .errors import error_for
-from .namespace import NS_GET_PARENT, Namespace
+from .namespace import Namespace
 
 # MAX_PID_NS_LEVEL in the kernel's include/linux/pid_namespace.h.
 MAX_NESTING = 32
@@ -94,26 +91,11 @@ def descend(depth: int, fn: Callable[..., object], *args: object) -> object:
 def ancestors_of(pid: int | str = "self") -> list[Namespace]:
     """The PID namespaces above process PID's, nearest first, as NS_GET_PARENT shows them.
 
-    Each ioctl(fd, NS_GET_PARENT) returns a new fd, for the parent; we ask
-    it again until the kernel says EPERM: that is the initial namespace, or
-    the caller's own (a namespace's parents above the caller stay hidden,
-    so asked from inside, a namespace has no visible parent at all).
+    The walk ends where the kernel says EPERM: at the initial namespace, or
+    at the caller's own, since a namespace's parents above the caller stay
+    hidden.  Asked from inside, a namespace has no visible parent at all.
     """
-    chain: list[Namespace] = []
-    fd = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        while True:
-            try:
-                parent = fcntl.ioctl(fd, NS_GET_PARENT)
-            except OSError as e:
-                if e.errno == errno.EPERM:
-                    return chain
-                raise error_for("ioctl", e.errno, detail="NS_GET_PARENT") from None
-            os.close(fd)
-            fd = parent
-            chain.append(Namespace.from_fd(fd))
-    finally:
-        os.close(fd)
+    return Namespace.of(pid, "pid").ancestors()
 
 
 # 5. Orphans -----------------------------------------------------------------

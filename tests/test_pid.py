@@ -32,11 +32,7 @@ def wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
 
 
 def output_of(argv: list[str], namespaces: str, **options) -> str:
-    """ARGV's standard output, run in new NAMESPACES.
-
-    (Not labkit.spawn.run_command, whose stdout and stderr trade places when
-    stdout reaches EOF first: see the report on spawn.py.)
-    """
+    """ARGV's standard output, run in new NAMESPACES; ARGV must succeed."""
     r, w = os.pipe()
     with spawn(argv, namespaces, stdout=w, **options) as child:
         os.close(w)
