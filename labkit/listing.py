@@ -287,7 +287,12 @@ def ls_command(args: argparse.Namespace) -> int:
 
 def _cells(info: NamespaceInfo, prefix: str = "") -> list[str]:
     return [prefix + str(info.ns), info.type, str(info.nprocs),
-            "" if info.pid is None else str(info.pid), info.user, info.command or ""]
+            "" if info.pid is None else str(info.pid), info.user, _printable(info.command or "")]
+
+
+def _printable(text: str) -> str:
+    r"""A command line on one line: a newline or tab in it is written \x0a, \x09 (as lsns does)."""
+    return "".join(c if c.isprintable() else "".join(f"\\x{b:02x}" for b in c.encode()) for c in text)
 
 
 def print_tree(roots: list[NamespaceInfo], by: str, stream=None) -> None:
@@ -304,7 +309,7 @@ def print_tree(roots: list[NamespaceInfo], by: str, stream=None) -> None:
             plural = "" if info.nprocs == 1 else "es"
             pid = "no process" if info.pid is None else f"{info.nprocs} process{plural}, pid {info.pid}"
             node = branch.add(f"[bold]{info.type}[/]:[{info.ns}]  {pid}  {info.user}  "
-                              f"[dim]{escape(info.command or '')}[/]")
+                              f"[dim]{escape(_printable(info.command or ''))}[/]")
             for child in info.children:
                 add(node, child)
 

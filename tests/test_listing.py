@@ -226,6 +226,20 @@ def test_plain_output_parses_into_the_json_rows(sharing_sleepers):
         assert rows[ino] == {k: as_json[ino][k] for k in DEFAULT_KEYS}
 
 
+def test_command_with_newline_and_tab_is_written_as_lsns_writes_it():
+    argv = [sys.executable, "-c", "import time\ntime.sleep(60)", "a\tb", "é"]
+    with spawn(argv, "uts") as child:
+        ns = inode(child.pid, "uts")
+        ours_text = [line for line in labkit_ls("-t", "uts").stdout.splitlines() if line.startswith(str(ns))]
+        theirs_text = lsns("-t", "uts", "--noheadings", "-o", "NS,COMMAND").stdout.splitlines()
+        ours_json = by_inode(parsed(labkit_ls("--json", "-t", "uts")))[ns]
+        theirs_json = by_inode(parsed(lsns("--json", "-t", "uts")))[ns]
+    assert ours_json["command"] == theirs_json["command"] == " ".join(argv)
+    command = ours_text[0].split(None, 5)[5]
+    assert command == f"{sys.executable} -c import time\\x0atime.sleep(60) a\\x09b é"
+    assert [line for line in theirs_text if line.split(None, 1) == [str(ns), command]]
+
+
 # Trees -------------------------------------------------------------------------
 
 def test_parent_tree_shows_the_pid_namespace_chain(pid_chain):
@@ -266,15 +280,15 @@ def test_process_tree_matches_lsns_default_view():
     with spawn(["sh", "-c", "unshare --ipc sleep 60; :"], "uts") as shell:
         sleeper = wait_until(lambda: child_running(shell.pid, b"sleep\x0060\0"), "the sleeper")
         try:
-            ipc = inode(sleeper, "ipc")
+            ipc, uts = inode(sleeper, "ipc"), inode(shell.pid, "uts")
             assert ipc != inode(shell.pid, "ipc")
             ours = parsed(labkit_ls("--json", "--tree", "process"))
             theirs = parsed(lsns("--json"))  # lsns's default view is this tree
         finally:
             os.kill(sleeper, signal.SIGKILL)  # sh reaps it and ends
         assert path_to(ours, ipc) == path_to(theirs, ipc)
-        if inode(shell.pid, "uts") < ipc:  # listed first, so the sleeper's line hangs under it
-            assert path_to(ours, ipc) == (inode(shell.pid, "uts"), ipc)
+        if uts < ipc:  # listed first, so the sleeper's line hangs under it
+            assert path_to(ours, ipc) == (uts, ipc)
 
 
 def test_tree_text_output_draws_the_nesting(pid_chain):
