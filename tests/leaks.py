@@ -101,11 +101,21 @@ def _ipc() -> set[str]:
                 objects |= {f"{kind} id {line.split()[1]}" for line in f}
         except OSError:
             pass
-    try:
-        objects |= {f"mqueue {q}" for q in os.listdir("/dev/mqueue")}
-    except OSError:
-        pass
-    return objects
+    return objects | _posix_queues()
+
+
+def _posix_queues() -> set[str]:
+    """POSIX message queues of our IPC namespace, seen through a throwaway mqueue mount.
+
+    /dev/mqueue need not be mounted, so mount an mqueue file system in a private
+    mount namespace of a short-lived unshare(1) process: it shows the queues of
+    the IPC namespace that process is in, which is ours.
+    """
+    out = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         "mount -t mqueue none /mnt && ls -1 /mnt"],
+        capture_output=True, text=True).stdout
+    return {f"mqueue {q}" for q in out.split()}
 
 
 def _veths() -> set[str]:
