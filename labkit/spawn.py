@@ -58,7 +58,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import syscalls, user
-from .errors import error_for
+from .errors import MissingCapability, error_for
 from .namespace import Namespace
 from .nstypes import BY_NAME, encode_flags
 
@@ -165,7 +165,8 @@ def spawn(
     NAMESPACES: names ("uts,mnt", ["net", "ipc"]) or a CLONE_NEW* mask.
     UID_MAP/GID_MAP: map lines written by the parent ("0 1000 1").
     MAP_ROOT: map the caller to root inside a new user namespace (implies
-    "user"; the default in rootless mode unless maps are given).
+    "user"; the default when rootless mode adds the user namespace and no
+    maps are given; a "user" asked for is left unmapped, as by unshare -U).
     HOSTNAME/DOMAINNAME: set in the new UTS namespace.  MOUNT_PROC: mount a
     fresh /proc (implies a mount namespace).  PROPAGATION: what to make "/"
     in a new mount namespace (private, slave, shared, unbindable,
@@ -296,12 +297,24 @@ def _child(parent, flags, status_w, go_r, propagation, time_offsets,
     if domainname is not None:
         syscalls.setdomainname(domainname)
     if mount_proc:
-        # /proc shows the PID namespace of the process that mounts it.
-        syscalls.mount("proc", "/proc", "proc",
-                       syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+        _mount_proc()
     _redirect(stdin, stdout, stderr)
     if cwd is not None:
         os.chdir(cwd)
+
+
+def _mount_proc() -> None:
+    """Mount a fresh /proc: it shows the PID namespace of the process that mounts it."""
+    try:
+        syscalls.mount("proc", "/proc", "proc",
+                       syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+    except MissingCapability as e:
+        # The kernel asks for CAP_SYS_ADMIN over the PID namespace too, and a
+        # rootless child without a PID namespace of its own is still in ours.
+        raise MissingCapability(e.errno, e.syscall, (
+            "Mounting proc needs CAP_SYS_ADMIN in the user namespace that owns the "
+            "mounter's PID namespace. In rootless mode, add a new PID namespace too "
+            "('pid'; labkit run -p --mount-proc).")) from None
 
 
 def _redirect(stdin: int | None, stdout: int | None, stderr: int | None) -> None:
