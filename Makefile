@@ -19,7 +19,8 @@ PYTEST_ARGS ?=
 # pid1 exercise must accept), graphviz for the pictures, tmux for the
 # two-shell demos, gcc for the C solutions and the benchmark.
 OS_PACKAGES := python3 python3-venv iproute2 util-linux procps psmisc iputils-ping \
-	hostname busybox-static graphviz tini dumb-init tmux gcc libc6-dev make strace
+	hostname busybox-static graphviz tini dumb-init tmux gcc libc6-dev make strace \
+	libcap2-bin
 
 .PHONY: help lab setup os-packages venv kernel test lint bench selftest clean
 
