@@ -120,7 +120,11 @@ class Child:
         return self.returncode
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send SIG to the child (a PID 1 that dies takes its whole namespace along)."""
+        """Send SIG to the child (a PID 1 that dies takes its whole namespace along).
+
+        A PID 1 ignores every signal it has no handler for, except SIGKILL
+        and SIGSTOP sent from outside its namespace (pid_namespaces(7)).
+        """
         if self.returncode is None:
             try:
                 os.kill(self.pid, sig)
@@ -187,8 +191,9 @@ def spawn(
         flags |= NEWUSER  # rootless mode
         if map_root is None and not (uid_map or gid_map):
             map_root = True
-    _check_options(flags, target, map_root, uid_map, gid_map, hostname, domainname,
-                   propagation, time_offsets, env)
+    _check_options(flags, target, map_root=map_root, uid_map=uid_map, gid_map=gid_map,
+                   hostname=hostname, domainname=domainname, propagation=propagation,
+                   time_offsets=time_offsets, env=env)
 
     status_r, status_w = os.pipe2(os.O_CLOEXEC)  # child -> parent
     go_r, go_w = os.pipe2(os.O_CLOEXEC)  # parent -> child
@@ -199,8 +204,9 @@ def spawn(
         os.close(status_r)
         os.close(go_w)
         try:
-            _child(parent, flags, status_w, go_r, propagation, time_offsets,
-                   hostname, domainname, mount_proc, stdin, stdout, stderr, cwd, env)
+            _child(parent, flags, status_w, go_r, propagation=propagation,
+                   time_offsets=time_offsets, hostname=hostname, domainname=domainname,
+                   mount_proc=mount_proc, stdio=(stdin, stdout, stderr), cwd=cwd)
             if callable(target):
                 os.close(status_w)  # tells the parent we are running
                 _exit_with(target, args)
@@ -247,7 +253,7 @@ def _write_maps(pid: int, map_root: bool | None, uid_map: str | None, gid_map: s
         user.write_gid_map(pid, gid_map)
 
 
-def _check_options(flags, target, map_root, uid_map, gid_map, hostname, domainname,
+def _check_options(flags: int, target, *, map_root, uid_map, gid_map, hostname, domainname,
                    propagation, time_offsets, env) -> None:
     """Refuse combinations that cannot work, before anything is started."""
     if propagation not in (None, "unchanged", *PROPAGATION):
@@ -267,8 +273,8 @@ def _check_options(flags, target, map_root, uid_map, gid_map, hostname, domainna
         raise TypeError("env must be a dict")
 
 
-def _child(parent, flags, status_w, go_r, propagation, time_offsets,
-           hostname, domainname, mount_proc, stdin, stdout, stderr, cwd, env) -> None:
+def _child(parent: int, flags: int, status_w: int, go_r: int, *, propagation, time_offsets,
+           hostname, domainname, mount_proc, stdio, cwd) -> None:
     """The child's steps between fork() and exec, in the order the kernel needs them."""
     # Die with the parent, so that a crashed notebook leaves no namespace behind.
     syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -298,7 +304,7 @@ def _child(parent, flags, status_w, go_r, propagation, time_offsets,
         syscalls.setdomainname(domainname)
     if mount_proc:
         _mount_proc()
-    _redirect(stdin, stdout, stderr)
+    _redirect(*stdio)
     if cwd is not None:
         os.chdir(cwd)
 
