@@ -14,6 +14,7 @@ sethostname(2), setdomainname(2), pidfd_open(2), prctl(2).
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 
 from .errors import check
@@ -44,7 +45,10 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
 SYS_pidfd_open = 434  # the same number on every architecture since 5.3
-SYS_pivot_root = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, 155)
+# pivot_root has a number of its own on each architecture (<asm/unistd.h>);
+# None where we do not know it, rather than a wrong call.
+SYS_pivot_root = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "armv7l": 218, "i686": 217,
+                  "ppc64le": 203, "s390x": 217}.get(os.uname().machine)
 
 
 def _call(name: str, *args, call: str = "", flags: int = 0, detail: str = "") -> int:
@@ -111,6 +115,8 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
     glibc has no wrapper, so we go through syscall(2) with the call's number.
     """
+    if SYS_pivot_root is None:
+        raise OSError(errno.ENOSYS, f"labkit does not know pivot_root's number on {os.uname().machine}")
     _call("syscall", SYS_pivot_root, os.fsencode(new_root), os.fsencode(put_old),
           call="pivot_root", detail=f"{new_root} {put_old}")
 
