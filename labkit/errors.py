@@ -208,12 +208,12 @@ def error_for(syscall: str, err: int, flags: int = 0, detail: str = "") -> Names
         return ThreadedProcessError(err, name, THREADS_HINT)
     if err in (E.ENOSPC, E.EUSERS):
         return NamespaceLimitError(err, name, _limit_hint(flags))
-    if err == E.EINVAL and syscall.startswith("pivot_root"):
+    if err in (E.EINVAL, E.EBUSY) and syscall.startswith("pivot_root"):
         return NamespaceError(err, name, (
-            "pivot_root(2) wants: new_root a mount point (bind-mount it onto itself "
-            "first), put_old at or under new_root, and neither the current root nor "
-            "new_root on a shared mount (make / private with MS_REC|MS_PRIVATE first, "
-            "in a new mount namespace)."))
+            "pivot_root(2) wants: new_root a mount point other than the current root "
+            "(bind-mount it onto itself first), put_old at or under new_root, and "
+            "neither the current root nor new_root on a shared mount (make / private "
+            "with MS_REC|MS_PRIVATE first, in a new mount namespace)."))
     if err == E.EINVAL and syscall.startswith("setns"):
         return NamespaceError(err, name, (
             "setns(2): the file descriptor is not a namespace of the type given in "

@@ -296,3 +296,25 @@ def test_check_passes_results_through_and_raises_on_minus_one():
     ctypes.set_errno(errno.EPERM)
     with pytest.raises(MissingCapability):
         errors.check(-1, "unshare", CLONE_NEWUTS)
+
+
+def pivot_with_put_old_outside(directory: str) -> None:
+    """Both on mounts of their own (else EBUSY), but put_old beside new_root, not under it."""
+    syscalls.mount("tmpfs", directory, "tmpfs")
+    os.mkdir(f"{directory}/new")
+    os.mkdir(f"{directory}/old")
+    syscalls.mount("tmpfs", f"{directory}/new", "tmpfs")
+    syscalls.pivot_root(f"{directory}/new", f"{directory}/old")
+
+
+def test_pivot_root_errors_say_what_it_wants(tmp_path):
+    (tmp_path / "new").mkdir()
+    (tmp_path / "old").mkdir()
+    with pytest.raises(NamespaceError) as info:  # new_root is on the current root mount
+        run(syscalls.pivot_root, str(tmp_path / "new"), str(tmp_path / "old"), namespaces="mnt")
+    assert info.value.errno == errno.EBUSY
+    assert "bind-mount it onto itself" in str(info.value)
+    with pytest.raises(NamespaceError) as info:
+        run(pivot_with_put_old_outside, str(tmp_path), namespaces="mnt")
+    assert info.value.errno == errno.EINVAL
+    assert "put_old at or under new_root" in str(info.value)

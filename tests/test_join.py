@@ -209,3 +209,14 @@ def test_joining_without_privilege_is_missing_capability():
 
     with pytest.raises(MissingCapability):
         run(join_own_without_userns)
+
+
+def test_setns_with_a_pidfd_joins_several_namespaces_at_once(target):
+    """setns(2) on a pidfd (Linux 5.8): one call, the types named in the mask."""
+    def join_by_pidfd(pid: int) -> tuple[str, str, str]:
+        syscalls.setns(syscalls.pidfd_open(pid), "user,uts,net")
+        return socket.gethostname(), os.readlink("/proc/self/ns/net"), os.readlink("/proc/self/ns/ipc")
+
+    hostname, net, ipc = run(join_by_pidfd, target.pid)
+    assert (hostname, net) == ("joined", readlink(target.pid, "net"))
+    assert ipc == readlink("self", "ipc")  # not asked for, not joined

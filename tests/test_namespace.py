@@ -26,7 +26,8 @@ def readlink(pid: int | str, name: str) -> str:
 
 
 def lsns(*args: str) -> list[dict]:
-    out = subprocess.run(["lsns", "--json", "--list", *args], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["lsns", "--json", "--list", *args], capture_output=True, text=True,
+                         check=True).stdout
     return json.loads(out)["namespaces"]
 
 
