@@ -298,16 +298,20 @@ def cli_commands(python: str) -> dict[str, tuple[list[str], bool]]:
     return commands
 
 
-def start_and_wait(argv: list[str], env: dict[str, str], stdout: int) -> int:
-    """Run ARGV with STDOUT, output thrown away; return its duration in ns."""
+def start_and_wait(argv: list[str], env: dict[str, str], stdout: int) -> tuple[int, int]:
+    """Run ARGV with STDOUT, output thrown away; return its duration and its CPU time, in ns.
+
+    The CPU time (from wait4(2)) hardly depends on what else the machine is
+    doing; the duration is what a person waits.
+    """
     actions = [(os.POSIX_SPAWN_DUP2, stdout, 1), (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)]
     start = time.perf_counter_ns()
     pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
-    _, status = os.waitpid(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
     elapsed = time.perf_counter_ns() - start
     if status != 0:  # a broken command would be timed fast, and wrongly
         raise BenchError(f"{' '.join(argv)} failed (exit code {os.waitstatus_to_exitcode(status)})")
-    return elapsed
+    return elapsed, round((usage.ru_utime + usage.ru_stime) * 1e9)
 
 
 def drain(fd: int) -> None:
@@ -318,26 +322,29 @@ def drain(fd: int) -> None:
         pass
 
 
-def measure_cli(python: str, runs: int, warmup: int, pycache: str) -> dict[str, list[int]]:
-    """Start each command RUNS times, interleaved; return durations in ns by label."""
+def measure_cli(python: str, runs: int, warmup: int, pycache: str
+                ) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """Start each command RUNS times, interleaved; return durations and CPU times in ns by label."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = pycache  # byte code cached, as after a first run
     commands = cli_commands(python)
     devnull = os.open(os.devnull, os.O_WRONLY)
     terminal, terminal_side = os.openpty()
     os.set_blocking(terminal, False)
-    samples: dict[str, list[int]] = {label: [] for label in commands}
+    durations: dict[str, list[int]] = {label: [] for label in commands}
+    cpu: dict[str, list[int]] = {label: [] for label in commands}
     try:
         for i in range(-warmup, runs):  # negative i: warm-up, not recorded
             for label, (argv, on_terminal) in commands.items():
-                elapsed = start_and_wait(argv, env, terminal_side if on_terminal else devnull)
+                elapsed, used = start_and_wait(argv, env, terminal_side if on_terminal else devnull)
                 drain(terminal)  # a few hundred bytes each time: far below what a pty buffers
                 if i >= 0:
-                    samples[label].append(elapsed)
+                    durations[label].append(elapsed)
+                    cpu[label].append(used)
     finally:
         for fd in (devnull, terminal, terminal_side):
             os.close(fd)
-    return samples
+    return durations, cpu
 
 
 # ---------------------------------------------------------------- statistics and output
@@ -411,9 +418,10 @@ def print_goals(goals: list[dict]) -> None:
 
 def print_cli_table(stats: dict[str, dict]) -> None:
     rows = [(label, f"{s['median']:.1f}", f"{s['p90']:.1f}", f"{s['ratio']:.2f}x",
+             f"{s['cpu_median']:.1f} ({s['cpu_ratio']:.2f}x)",
              "" if label in (BASELINE, ARGPARSE) else ("yes" if s["ratio"] <= CLI_GOAL else "NO"))
             for label, s in stats.items()]
-    table(("COMMAND", "MEDIAN ms", "P90 ms", "RATIO", f"WITHIN {CLI_GOAL}x"), rows,
+    table(("COMMAND", "MEDIAN ms", "P90 ms", "RATIO", "CPU ms", f"WITHIN {CLI_GOAL}x"), rows,
           title="Start time of the labkit command against python -c pass (same interpreter)")
     print()
 
@@ -554,8 +562,10 @@ def measure(args: argparse.Namespace, scratch: str) -> dict:
     cli = {}
     if args.cli_runs > 0:
         print(f"timing the labkit command's start, {args.cli_runs} runs each", file=sys.stderr)
-        samples = measure_cli(sys.executable, args.cli_runs, 2, str(Path(scratch) / "pycache"))
-        cli = summarize(samples, BASELINE, 1e6)
+        durations, cpu = measure_cli(sys.executable, args.cli_runs, 2, str(Path(scratch) / "pycache"))
+        cli = summarize(durations, BASELINE, 1e6)
+        for label, used in summarize(cpu, BASELINE, 1e6).items():
+            cli[label]["cpu_median"], cli[label]["cpu_ratio"] = used["median"], used["ratio"]
     explain_results(rows, notes)
     goals = spawn_goals(rows) + [
         {"type": "cli", "goal": f"{label} within {CLI_GOAL}x of {BASELINE}",

@@ -61,6 +61,7 @@ def test_json_has_cli_start_times_against_python(tiny_run):
     assert list(data["cli"]) == CLI_COMMANDS
     assert data["cli"]["python -c pass"]["ratio"] == 1.0
     assert all(len(s["samples"]) == 1 and s["median"] > 0 for s in data["cli"].values())
+    assert all(s["cpu_median"] > 0 for s in data["cli"].values())
 
 
 def test_goals_are_reported_for_each_row_and_command(tiny_run):
@@ -80,7 +81,8 @@ def test_tables_are_plain_text_in_a_pipe(tiny_run):
     assert re.search(r"^TYPE +bare Python +labkit fn +labkit exec +unshare\(1\) +C clone3", out, re.M)
     assert re.search(r"^uts +\d+ +\d+ \(\d+\.\d\dx\)", out, re.M)
     assert "Minor page faults per round trip" in out
-    assert re.search(r"^labkit --help +\d+\.\d +\d+\.\d +\d+\.\d\dx +(yes|NO)$", out, re.M)
+    assert re.search(r"^labkit --help +\d+\.\d +\d+\.\d +\d+\.\d\dx +\d+\.\d \(\d+\.\d\dx\) +(yes|NO)$",
+                     out, re.M)
     assert "\x1b[" not in out  # no terminal colours in a pipe
 
 
