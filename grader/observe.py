@@ -1,0 +1,121 @@
+"""The kernel's view of a solution's processes, read from outside the sandbox.
+
+A check judges what the kernel says, never a program's source or its own
+claims: the namespace links in /proc/PID/ns, the hostname of a UTS
+namespace (read by nsenter(1) from inside it), the file a descriptor points
+to, the controlling terminal in /proc/PID/stat.  Each function here is one
+such reading, by the grader, of a process it found by PID.
+
+See proc(5), namespaces(7), nsenter(1).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+
+def namespace(pid: int, nstype: str) -> str | None:
+    """The /proc/PID/ns/NSTYPE link ("uts:[4026531838]"), or None if the process is gone."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{nstype}")
+    except OSError:
+        return None
+
+
+def hostname(pid: int) -> str | None:
+    """The hostname of PID's UTS namespace, as hostname(1) reads it in there."""
+    try:
+        out = subprocess.run(["nsenter", f"--target={pid}", "--uts", "hostname"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def children(pid: int) -> list[int]:
+    """PID's children, from /proc/PID/task/*/children (Linux 4.2)."""
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(p) for p in f.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below PID, parents before their children."""
+    found, todo = [], [pid]
+    while todo:
+        for child in children(todo.pop(0)):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def cmdline(pid: int) -> list[str]:
+    """PID's argument vector ([] if it has ended, or is a zombie)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]
+
+
+def exe(pid: int) -> str | None:
+    """The program PID runs (/proc/PID/exe), as a path outside the sandbox sees it."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+
+
+def fd_device(pid: int, fd: int) -> int | None:
+    """The device number (st_rdev) of what PID's descriptor FD points to, or None."""
+    try:
+        return os.stat(f"/proc/{pid}/fd/{fd}").st_rdev
+    except OSError:
+        return None
+
+
+def fd_target(pid: int, fd: int) -> str:
+    """What PID's descriptor FD points to ("/dev/pts/3", "pipe:[1234]"), or "(closed)"."""
+    try:
+        return os.readlink(f"/proc/{pid}/fd/{fd}")
+    except OSError:
+        return "(closed)"
+
+
+def controlling_tty(pid: int) -> int | None:
+    """The device number of PID's controlling terminal (0: none), field tty_nr of /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2:].split()[4])
+
+
+def status_field(pid: int, name: str) -> str | None:
+    """One line of /proc/PID/status ("NSpid", "PPid", "Uid", ...), without its name."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key == name:
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def mountinfo(pid: int) -> list[str]:
+    """The lines of /proc/PID/mountinfo: the mount table of PID's mount namespace."""
+    try:
+        with open(f"/proc/{pid}/mountinfo") as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
