@@ -1,0 +1,207 @@
+"""Exercise 1, ``uts``: your own hostname (EXERCISES.md, section 1).
+
+    solution HOSTNAME [COMMAND [ARG...]]
+
+    Run COMMAND (default: an interactive /bin/sh) in a new UTS namespace
+    whose hostname is HOSTNAME. The hostname of the caller's UTS namespace
+    is never changed. COMMAND's standard input, output and terminal are the
+    caller's. The exit status of solution is COMMAND's exit status.
+
+Every sentence is a check.  "The caller" is the sandbox's PID 1, which
+started the solution: its UTS namespace and hostname are read from outside
+(/proc/PID/ns/uts, nsenter(1)) while COMMAND is still running, and compared
+with COMMAND's.  Hostnames, exit codes, signals and words are random on
+every run.
+
+See uts_namespaces(7), unshare(2), sethostname(2), credentials(7) for the
+controlling terminal, and wait(2) for exit statuses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+
+from .. import observe
+from ..engine import Exercise, Trial
+from ..feedback import Fail
+from ..sandbox import Session, signal_name
+
+exercise = Exercise("uts", "your own hostname")
+
+HINT_EXEC = ("run COMMAND with its arguments as they are, e.g. os.execvp(command[0], command) "
+             "after the namespace is set up, or subprocess.run(command) and wait for it")
+
+
+def sleeping_command(token: str, then: str = 'echo "done $0"') -> list[str]:
+    """A COMMAND that sleeps until the grader ends its sleep, then runs THEN.
+
+    Its argument vector holds a random token, so the grader finds its
+    process among the sandbox's, however the solution started it.
+    """
+    return ["/bin/sh", "-c", f"sleep 60; {then}", f"uts-{token}"]
+
+
+def start_sleeping(trial: Trial, hostname: str, then: str = 'echo "done $0"') -> tuple[Session, int]:
+    """Start the solution with a sleeping COMMAND; return the run and COMMAND's PID."""
+    command = sleeping_command(trial.token(), then)
+    run = trial.run(hostname, *command)
+    pid = run.find(command)
+    if pid is None:
+        raise Fail("COMMAND did not start: no process in the sandbox runs it",
+                   expected=" ".join(command), seen=run.transcript.tail(), hint=HINT_EXEC)
+    return run, pid
+
+
+def wake(pid: int, timeout: float = 5) -> None:
+    """End the sleep of the COMMAND with PID, so that it goes on to its end."""
+    deadline = time.monotonic() + timeout
+    while not (sleepers := observe.children(pid)) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the shell may not have started sleep(1) yet
+    for child in sleepers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGTERM)
+
+
+@exercise.check(1, "runs COMMAND")
+def runs_command(trial: Trial) -> None:
+    word = f"uts-{trial.token()}"
+    run = trial.run(trial.hostname(), "/bin/echo", word)
+    run.expect(word, what=f"the output of COMMAND '/bin/echo {word}'", hint=HINT_EXEC)
+
+
+@exercise.check(1, "passes COMMAND's arguments unchanged", needs=[runs_command])
+def arguments_unchanged(trial: Trial) -> None:
+    words = [trial.token(), f"two {trial.token(4)}", "*", "", f"-{trial.token(3)}"]
+    expected = "".join(f"[{w}]" for w in words)
+    run = trial.run(trial.hostname(), "/usr/bin/printf", "[%s]", *words)
+    run.expect(expected, what=f"printf's output {expected!r}",
+               hint="pass every ARG as its own argument, without a shell in between and without "
+                    "parsing options after COMMAND: spaces, '*', an empty word and a leading '-' "
+                    "must all arrive unchanged")
+
+
+@exercise.check(2, "COMMAND runs in a new UTS namespace", needs=[runs_command])
+def new_uts_namespace(trial: Trial) -> None:
+    run, pid = start_sleeping(trial, trial.hostname())
+    inside, outside = observe.namespace(pid, "uts"), observe.namespace(run.init_pid, "uts")
+    if inside == outside:
+        raise Fail("COMMAND runs in the caller's UTS namespace",
+                   expected=f"a UTS namespace other than the caller's {outside}",
+                   seen=f"/proc/PID/ns/uts of COMMAND is {inside}",
+                   hint="call unshare(CLONE_NEWUTS) (unshare(2)) in the process that then runs "
+                        "COMMAND, before setting the hostname (uts_namespaces(7))")
+
+
+@exercise.check(2, "the hostname in COMMAND's namespace is HOSTNAME", needs=[runs_command])
+def hostname_is_set(trial: Trial) -> None:
+    hostname = trial.hostname()
+    _, pid = start_sleeping(trial, hostname)
+    seen = observe.hostname(pid)
+    if seen != hostname:
+        raise Fail("COMMAND's UTS namespace has another hostname", expected=hostname, seen=seen,
+                   hint="call sethostname(2) with HOSTNAME (argv[1]) after unshare(CLONE_NEWUTS), "
+                        "in the same process, before COMMAND starts")
+
+
+@exercise.check(2, "the caller's hostname never changes", needs=[runs_command])
+def caller_hostname_unchanged(trial: Trial) -> None:
+    run, pid = start_sleeping(trial, trial.hostname())
+    seen = observe.hostname(run.init_pid)
+    wake(pid)
+    run.wait()
+    if seen != run.box.hostname:
+        raise Fail("the hostname changed outside, in the caller's UTS namespace",
+                   expected=f"the caller's hostname stays {run.box.hostname}", seen=seen,
+                   hint="the hostname was set before unshare(CLONE_NEWUTS), or in the parent "
+                        "process: only the process that made the new namespace (or its "
+                        "children) may call sethostname(2)")
+
+
+@exercise.check(2, "COMMAND's input, output and terminal are the caller's", needs=[runs_command])
+def stdio_is_callers_terminal(trial: Trial) -> None:
+    run, pid = start_sleeping(trial, trial.hostname(), then='read reply; echo "got $reply"')
+    fds = {fd: observe.fd_device(pid, fd) for fd in (0, 1, 2)}
+    seen = ", ".join(f"{fd}: {observe.fd_target(pid, fd)}" for fd in fds)
+    tty = observe.controlling_tty(pid)
+    if any(device != run.tty for device in fds.values()):
+        raise Fail("COMMAND's standard input, output or error is not the caller's terminal",
+                   expected=f"descriptors 0, 1 and 2 on the terminal {run.tty_name}", seen=seen,
+                   hint="COMMAND inherits the solution's descriptors 0, 1 and 2: do not "
+                        "redirect them, capture the output (pipes) or close the input")
+    wake(pid)
+    word = trial.token()
+    run.sendline(word)
+    run.expect(f"got {word}", what=f"COMMAND to read the line '{word}' typed on the terminal "
+               f"and answer 'got {word}'")
+    run.wait()
+    if tty != run.tty:
+        raise Fail("COMMAND's controlling terminal is not the caller's", points=1,
+                   expected=f"controlling terminal {run.tty_name}", seen=_tty(tty),
+                   hint="do not call setsid(2) (a new session has no controlling terminal), "
+                        "or make the terminal controlling again with ioctl(TIOCSCTTY)")
+
+
+@exercise.check(2, "the default COMMAND is an interactive /bin/sh on the caller's terminal")
+def default_shell(trial: Trial) -> None:
+    hostname = trial.hostname()
+    a, b, code = trial.number(100, 999), trial.number(100, 999), trial.number(3, 99)
+    run = trial.run(hostname)
+    run.sendline(f'case $- in *i*) echo "I{a}+{b}=$(({a}+{b}))";; *) echo "NI{a}+{b}=$(({a}+{b}))";; esac')
+    interactive = run.expect(f"I{a}+{b}={a + b}", f"NI{a}+{b}={a + b}",
+                             what="a shell's answer to a command typed on the terminal",
+                             hint="with no COMMAND, run /bin/sh, with the terminal as its input") == 0
+    if not interactive:
+        raise Fail("the shell is not interactive ($- has no 'i')", points=1,
+                   hint="/bin/sh is interactive when its standard input and error are a terminal: "
+                        "let it inherit the caller's")
+    shells = [p for p in observe.descendants(run.init_pid)
+              if observe.exe(p) == os.path.realpath("/bin/sh")]
+    run.sendline('echo "H=$(cat /proc/sys/kernel/hostname)"')
+    run.expect(f"H={hostname}", what=f"the shell to print its hostname {hostname}",
+               hint="set the hostname before you start the shell, in its new UTS namespace")
+    run.sendline(f"exit {code}")
+    ended = run.wait()
+    if not shells:
+        raise Fail("the default COMMAND is a shell, but not /bin/sh", points=1,
+                   hint="run /bin/sh (the contract names it) when no COMMAND is given")
+    if ended.status != code:
+        raise Fail("after 'exit N' in the shell, the solution's exit status is not N", points=1,
+                   expected=f"exit status {code}", seen=str(ended),
+                   hint="the solution's exit status is COMMAND's, for the default shell too")
+
+
+@exercise.check(2, "the exit status is COMMAND's", needs=[runs_command])
+def exit_status(trial: Trial) -> None:
+    code = trial.number(2, 120)
+    run = trial.run(trial.hostname(), "/bin/sh", "-c", f"exit {code}")
+    ended = run.wait()
+    if ended.status != code:
+        raise Fail(f"COMMAND exited with status {code}, the solution with another",
+                   expected=f"exit status {code}", seen=str(ended),
+                   hint="wait for COMMAND and exit with its status (os.waitstatus_to_exitcode, "
+                        "WEXITSTATUS), or simply exec COMMAND in the solution's process")
+
+
+@exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
+def signal_status(trial: Trial) -> None:
+    sig = trial.choice([signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM])
+    name = signal_name(sig).removeprefix("SIG")
+    run = trial.run(trial.hostname(), "/bin/sh", "-c", f"kill -s {name} $$")
+    ended = run.wait()
+    if ended.status != 128 + sig:
+        raise Fail(f"COMMAND was killed by {signal_name(sig)} (signal {int(sig)})",
+                   expected=f"exit status {128 + sig} (128+{int(sig)}), as a shell reports it, "
+                            f"or the solution killed by the same signal",
+                   seen=str(ended),
+                   hint="a child killed by signal N has no exit code: WIFSIGNALED/WTERMSIG "
+                        "(wait(2)); Python's returncode is then -N, and sys.exit(-N) gives "
+                        "256-N, not 128+N")
+
+
+def _tty(device: int | None) -> str:
+    if not device:
+        return "none"
+    return f"device {os.major(device)}:{os.minor(device)}"

@@ -1,0 +1,138 @@
+"""Bad workspaces: every mistake a student can make is a failed check with a message.
+
+Graded with the real exercise uts.  No test may see a traceback of the
+grader; every check must come back with a status and a message that says
+what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from grader.engine import grade
+from grader.exercises import all_exercises
+from grader.feedback import Status
+from grader.report import to_json
+from grader.sandbox import hidden_paths
+
+UTS = all_exercises()["uts"]
+
+
+def grade_uts(workspace: Path):
+    report = grade("student", workspace, [UTS], hidden_paths(workspace))
+    json.dumps(to_json(report))  # whatever happened, the report is valid JSON
+    return report.exercises[0]
+
+
+def workspace_with(tmp_path: Path, content: bytes | str, mode: int = 0o755) -> Path:
+    folder = tmp_path / "ws" / "uts"
+    folder.mkdir(parents=True)
+    solution = folder / "solution"
+    solution.write_bytes(content.encode() if isinstance(content, str) else content)
+    solution.chmod(mode)
+    return tmp_path / "ws"
+
+
+def assert_all_failed_saying(result, status: Status, *words: str) -> None:
+    assert result.score == 0
+    for check in result.checks:
+        assert check.status is status, (check.name, check.status, check.message)
+        for word in words:
+            assert word in check.message, (check.name, check.message)
+
+
+def test_a_missing_exercise_folder_fails_every_check(tmp_path):
+    (tmp_path / "ws").mkdir()
+    assert_all_failed_saying(grade_uts(tmp_path / "ws"), Status.ERROR, "no folder uts/")
+
+
+def test_a_folder_without_solution_says_which_file_is_missing(tmp_path):
+    (tmp_path / "ws" / "uts").mkdir(parents=True)
+    assert_all_failed_saying(grade_uts(tmp_path / "ws"), Status.ERROR, "no file uts/solution")
+
+
+def test_a_solution_that_is_not_executable_says_chmod(tmp_path):
+    ws = workspace_with(tmp_path, "#!/bin/sh\nexit 0\n", mode=0o644)
+    assert_all_failed_saying(grade_uts(ws), Status.ERROR, "not executable", "chmod +x")
+
+
+def test_windows_line_endings_are_named(tmp_path):
+    ws = workspace_with(tmp_path, "#!/bin/sh\r\nexit 0\r\n")
+    assert_all_failed_saying(grade_uts(ws), Status.ERROR, "Windows line endings")
+
+
+def test_a_missing_interpreter_is_named(tmp_path):
+    ws = workspace_with(tmp_path, "#!/usr/bin/python2.4\nprint 1\n")
+    assert_all_failed_saying(grade_uts(ws), Status.ERROR, "/usr/bin/python2.4", "does not exist")
+
+
+def test_an_interpreter_inside_a_hidden_folder_is_explained(tmp_path):
+    ws = workspace_with(tmp_path, f"#!{Path(sys.prefix) / 'bin' / 'python'}\nprint(1)\n")
+    assert_all_failed_saying(grade_uts(ws), Status.ERROR, "hides")
+
+
+def test_a_binary_garbage_solution_is_an_error_with_a_message(tmp_path):
+    ws = workspace_with(tmp_path, b"\x7fGARBAGE\x00\x01\x02" + os.urandom(2000))
+    result = grade_uts(ws)
+    assert result.score == 0
+    runs = next(c for c in result.checks if c.name == "runs_command")
+    assert runs.status is Status.ERROR and "neither a program nor a script" in runs.message
+
+
+def test_a_python_syntax_error_is_a_crash_with_the_traceback_in_the_transcript(tmp_path):
+    ws = workspace_with(tmp_path, "#!/usr/bin/env python3\ndef main(:\n    pass\n")
+    result = grade_uts(ws)
+    assert result.score == 0
+    runs = next(c for c in result.checks if c.name == "runs_command")
+    assert runs.status is Status.ERROR and "syntax error" in runs.message
+    assert "SyntaxError" in runs.transcript
+
+
+def test_a_flood_of_output_fails_with_a_bounded_message(tmp_path):
+    ws = workspace_with(tmp_path, "#!/bin/sh\nexec yes flood\n")
+    result = grade_uts(ws)
+    assert result.score == 0
+    for check in result.checks:
+        assert len(check.message) + len(check.transcript) < 20000
+    runs = next(c for c in result.checks if c.name == "runs_command")
+    assert "printed more than" in runs.message
+
+
+def test_binary_garbage_output_gives_a_printable_message(tmp_path):
+    ws = workspace_with(tmp_path, "#!/bin/sh\nhead -c 50000 /dev/urandom\nexit 1\n")
+    result = grade_uts(ws)
+    assert result.score == 0
+    for check in result.checks:
+        text = check.message + check.transcript
+        assert not any(ord(ch) < 32 and ch not in "\n\t" for ch in text), check.name
+
+
+def test_a_failing_makefile_shows_make_s_output(tmp_path):
+    folder = tmp_path / "ws" / "uts"
+    folder.mkdir(parents=True)
+    (folder / "Makefile").write_text("solution:\n\t@echo 'oops: no compiler here' >&2; false\n")
+    assert_all_failed_saying(grade_uts(tmp_path / "ws"), Status.ERROR, "make failed",
+                             "oops: no compiler here")
+
+
+def test_a_huge_folder_is_not_copied(tmp_path):
+    ws = workspace_with(tmp_path, "#!/bin/sh\nexit 0\n")
+    with open(ws / "uts" / "data.bin", "wb") as f:
+        f.truncate(64 << 20)  # sparse: 64 MiB that take no room
+    assert_all_failed_saying(grade_uts(ws), Status.ERROR, "64 MiB")
+
+
+@pytest.mark.parametrize("folder", ["exercises"])
+def test_the_starter_scores_zero_with_messages_that_point_to_the_todos(folder):
+    kit = Path(__file__).resolve().parent.parent
+    result = grade_uts(kit / folder)
+    assert result.score == 0
+    for check in result.checks:
+        assert check.message
+    runs = next(c for c in result.checks if c.name == "runs_command")
+    assert "TODO" in runs.message
