@@ -1,0 +1,277 @@
+"""The grader command (EXERCISES.md, "Grader command line").
+
+    grader list
+    grader check [EXERCISE...] [--student WORKSPACE] [--format text|json|junit|gradescope]
+                 [--output FILE]
+    grader check --class DIR [-j N] [--csv FILE]
+    grader selftest [EXERCISE...] [-j N]
+
+Exit status of check: 0 when every check passed, 1 when any did not, 2 for
+a usage or environment error, with a message that says what to do.  A
+student's program never makes the grader print a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+SANDBOX_TYPES = ("uts", "mnt", "net", "ipc", "pid", "cgroup")
+GRADER_TOOLS = ("nsenter",)
+
+
+class UsageError(Exception):
+    """A mistake in how the grader was called, or a machine it cannot work on."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grader", description="Grade the nslab exercises (see EXERCISES.md).",
+        epilog="Run as root: solutions run as root inside namespaces of their own.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sub.add_parser("list", help="list the exercises and their points")
+
+    p = sub.add_parser("check", help="grade a workspace, or a whole class",
+                       description="Grade the exercises of a workspace (default: the kit's "
+                                   "exercises/ folder), or of every workspace in a class folder.")
+    p.add_argument("exercises", nargs="*", metavar="EXERCISE",
+                   help="exercises to grade (default: every exercise folder in the workspace)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--student", metavar="WORKSPACE", type=Path,
+                       help="the student's workspace: one folder per exercise")
+    where.add_argument("--class", dest="class_dir", metavar="DIR", type=Path,
+                       help="a folder holding one workspace per student")
+    p.add_argument("--format", choices=("text", "json", "junit", "gradescope"), default="text")
+    p.add_argument("--output", metavar="FILE", type=Path, help="write the report to FILE")
+    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="grade N students at a time (with --class)")
+    p.add_argument("--csv", metavar="FILE", type=Path, help="also write one line per student to FILE")
+
+    p = sub.add_parser("selftest", help="check that the grader tells right solutions from wrong",
+                       description="Grade the starters (must score 0), the reference solutions "
+                                   "(full marks) and the mutants (must fail given checks).")
+    p.add_argument("exercises", nargs="*", metavar="EXERCISE")
+    p.add_argument("-j", "--jobs", type=int, default=2, metavar="N")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"list": cmd_list, "check": cmd_check, "selftest": cmd_selftest}[args.command](args)
+    except UsageError as e:
+        print(f"grader: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("grader: interrupted", file=sys.stderr)
+        return 130
+
+
+# grader list ----------------------------------------------------------------------
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from labkit.output import table
+
+    from .exercises import all_exercises
+    from .report import num
+
+    rows = [(e.name, e.title, len(e.checks), num(e.max_score)) for e in all_exercises().values()]
+    table(["exercise", "title", "checks", "points"], rows)
+    return EXIT_PASSED
+
+
+# grader check ---------------------------------------------------------------------
+
+def cmd_check(args: argparse.Namespace) -> int:
+    require_root()
+    from .exercises import all_exercises
+
+    known = all_exercises()
+    unknown = [name for name in args.exercises if name not in known]
+    if unknown:
+        raise UsageError(f"unknown exercise {', '.join(unknown)} (known: {', '.join(known)})")
+    if args.jobs < 1:
+        raise UsageError("-j needs a number of students to grade at a time, 1 or more")
+    if args.class_dir is not None:
+        return check_class(args, known)
+    if args.jobs != 1:
+        raise UsageError("-j grades several students at a time: use it with --class DIR")
+
+    from .engine import grade
+    from .sandbox import KIT, hidden_paths
+
+    workspace = (args.student or KIT / "exercises").resolve()
+    if not workspace.is_dir():
+        raise UsageError(f"there is no workspace folder {workspace}: give --student WORKSPACE, "
+                         "a folder with one folder per exercise (uts/, escape/, ...)")
+    names = args.exercises or [n for n in known if (workspace / n).is_dir()]
+    if not names:
+        raise UsageError(f"{workspace} holds no exercise folder ({', '.join(known)}): "
+                         "name the exercises to grade, or give another --student WORKSPACE")
+    exercises = [known[n] for n in names]
+    check_environment(exercises)
+    student = _student_name(args.student, workspace)
+    with Progress([student], exercises) as progress:
+        report = grade(student, workspace, exercises, hidden_paths(workspace), progress.advancer(student))
+    write_reports([report], exercises, args)
+    return EXIT_PASSED if report.passed else EXIT_FAILED
+
+
+def check_class(args: argparse.Namespace, known: dict) -> int:
+    from .engine import grade
+    from .sandbox import hidden_paths
+
+    if args.format == "gradescope":
+        raise UsageError("--format gradescope reports one submission: use --student WORKSPACE")
+    class_dir = args.class_dir.resolve()
+    if not class_dir.is_dir():
+        raise UsageError(f"there is no class folder {class_dir}: give --class DIR, a folder "
+                         "with one workspace per student")
+    students = sorted(p for p in class_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not students:
+        raise UsageError(f"{class_dir} holds no student workspace (one folder per student)")
+    exercises = [known[n] for n in (args.exercises or known)]
+    check_environment(exercises)
+    hide = hidden_paths(class_dir)
+    with Progress([s.name for s in students], exercises) as progress:
+        def one(workspace: Path):
+            return grade(workspace.name, workspace, exercises, hide, progress.advancer(workspace.name))
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            reports = list(pool.map(one, students))
+    write_reports(reports, exercises, args, whole_class=True)
+    return EXIT_PASSED if all(r.passed for r in reports) else EXIT_FAILED
+
+
+def write_reports(reports, exercises, args: argparse.Namespace, whole_class: bool = False) -> None:
+    from . import report as fmt
+
+    names = [e.name for e in exercises]
+    if args.csv:
+        _write(args.csv, fmt.to_csv(reports, names))
+    out = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115 - closed below
+    try:
+        rich = out is sys.stdout and sys.stdout.isatty()
+        if args.format == "json":
+            data = fmt.class_json(reports) if whole_class else fmt.to_json(reports[0])
+            out.write(json.dumps(data, indent=2) + "\n")
+        elif args.format == "junit":
+            out.write(fmt.to_junit(reports))
+        elif args.format == "gradescope":
+            out.write(json.dumps(fmt.to_gradescope(reports[0]), indent=2) + "\n")
+        elif whole_class:
+            fmt.print_class_text(reports, names, out, rich)
+        else:
+            fmt.print_text(reports[0], out, rich)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror}") from None
+
+
+def _student_name(given: Path | None, workspace: Path) -> str:
+    if given is None:  # the kit's own exercises/: the person at the keyboard
+        return os.environ.get("SUDO_USER") or os.environ.get("USER") or "student"
+    return workspace.name
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise UsageError("the grader runs solutions as root, in namespaces of their own: "
+                         "run it as root (sudo grader check ...)")
+
+
+def check_environment(exercises: Sequence) -> None:
+    """Refuse to start, with what to do, on a machine the grader cannot work on."""
+    require_root()
+    types = {*SANDBOX_TYPES, *(t for e in exercises for t in e.namespaces)}
+    missing = sorted(t for t in types if not os.path.exists(f"/proc/self/ns/{t}"))
+    if missing:
+        raise UsageError(f"this kernel has no {', '.join(missing)} namespaces (no /proc/self/ns/"
+                         f"{missing[0]}): use a kernel built with them (the lab VM's), see "
+                         "`labkit check`")
+    tools = {*GRADER_TOOLS, *(t for e in exercises for t in e.tools)}
+    absent = sorted(t for t in tools if not shutil.which(t))
+    if absent:
+        raise UsageError(f"missing program(s) {', '.join(absent)}: install them "
+                         "(sudo make setup installs every package the lab needs)")
+    from labkit.cgroup import layout
+
+    where = layout()
+    if not (where.home_of("pids") and where.home_of("memory")):
+        raise UsageError("the grader needs the pids and memory cgroup controllers to bound "
+                         "solutions, and this machine mounts none (see /proc/self/mountinfo)")
+
+
+# grader selftest -------------------------------------------------------------------
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    require_root()
+    from labkit.output import table
+
+    from . import selftest
+    from .exercises import all_exercises
+    from .report import num
+
+    known = all_exercises()
+    unknown = [n for n in args.exercises if n not in known]
+    if unknown:
+        raise UsageError(f"unknown exercise {', '.join(unknown)} (known: {', '.join(known)})")
+    exercises = [known[n] for n in (args.exercises or known)]
+    check_environment(exercises)
+    verdicts = selftest.run(exercises, jobs=max(1, args.jobs))
+    table(["case", "score", "verdict", "why"],
+          [(v.case.label, f"{num(v.result.score)}/{num(v.result.max_score)}",
+            "ok" if v.ok else "WRONG", v.reason) for v in verdicts])
+    bad = [v for v in verdicts if not v.ok]
+    print(f"{len(verdicts) - len(bad)} of {len(verdicts)} cases as expected")
+    return EXIT_FAILED if bad else EXIT_PASSED
+
+
+# Progress --------------------------------------------------------------------------
+
+class Progress:
+    """A progress bar per student on a terminal's stderr; nothing when it is not a terminal."""
+
+    def __init__(self, students: Sequence[str], exercises: Sequence) -> None:
+        self.total = sum(len(e.checks) for e in exercises)
+        self.students = students
+        self.bar = None
+        self.tasks: dict[str, object] = {}
+
+    def __enter__(self) -> Progress:
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[check]}"),
+                                console=Console(file=sys.stderr), transient=True)
+            self.bar.start()
+            for s in self.students:
+                self.tasks[s] = self.bar.add_task(s, total=self.total, check="")
+        return self
+
+    def advancer(self, student: str) -> Callable | None:
+        if self.bar is None:
+            return None
+        return lambda exercise, result: self.bar.update(
+            self.tasks[student], advance=1, check=f"{exercise}: {result.title}")
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
