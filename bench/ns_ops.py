@@ -602,6 +602,8 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as e:
         print(f"ns_ops.py: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # every child has ended by now: each round trip reaps its own
+        return 130
     del ballast
     report(result)
     if args.json:
