@@ -1,0 +1,243 @@
+"""labkit demo: a lesson played in tmux panes, read back with tmux capture-pane.
+
+Every demo gets a tmux socket of its own (tmux -L NAME), and each test makes
+sure that server is gone at the end; the leak check of conftest.py proves
+that no shell, namespace or hostname change is left behind.  What the panes
+show is checked against independent tools: readlink(1) on the test's own
+/proc/self/ns/uts, nsenter(1) into the pane's shell, hostname(1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from labkit import demo
+
+ROOT = Path(__file__).resolve().parent.parent
+_sockets = itertools.count()
+
+
+@pytest.fixture
+def socket():
+    """A tmux socket name of this test's own; its server is killed whatever happens."""
+    name = f"nslab-test-demo-{os.getpid()}-{next(_sockets)}"
+    yield name
+    assert not server_running(name), f"the demo left the tmux server {name} running"
+    subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True)
+
+
+def server_running(socket: str) -> bool:
+    return subprocess.run(["tmux", "-L", socket, "list-sessions"], capture_output=True).returncode == 0
+
+
+def labkit_demo(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "labkit.demo", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL)
+
+
+def sh(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+
+
+def panes_printed(stdout: str) -> dict[str, str]:
+    """The '----- pane NAME -----' sections that a headless demo prints at its end."""
+    parts = re.split(r"^----- pane (\w+) -----$", stdout, flags=re.MULTILINE)
+    return {name: text.strip("\n") for name, text in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def outputs(transcript: str, pane: str, command: str) -> list[str]:
+    """The output of each run of COMMAND in a pane's transcript."""
+    found, current = [], None
+    for line in transcript.splitlines():
+        if line.startswith(f"{pane}#"):
+            if current is not None:
+                found.append("\n".join(current))
+            current = [] if line == f"{pane}# {command}" else None
+        elif current is not None:
+            current.append(line)
+    return found
+
+
+def write_demo(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "test.demo"
+    path.write_text(text)
+    return path
+
+
+# The UTS demo -------------------------------------------------------------------
+
+def test_uts_demo_auto_keeps_sh1s_hostname_while_sh2_and_sh3_see_bizarro(socket):
+    host, host_uts = sh("hostname"), os.readlink("/proc/self/ns/uts")
+    result = labkit_demo("uts", "--auto", "--delay", "0", "--socket", socket)
+    assert result.returncode == 0, result.stderr
+    panes = panes_printed(result.stdout)
+    assert set(panes) == {"sh1", "sh2", "sh3"}
+    assert outputs(panes["sh1"], "sh1", "hostname") == [host, host]
+    assert outputs(panes["sh2"], "sh2", "hostname") == [host, "bizarro"]
+    assert outputs(panes["sh3"], "sh3", "hostname") == [host, "bizarro"]
+    # The links: sh1 stays in our namespace, sh2 leaves it, sh3 follows sh2.
+    link = "readlink /proc/$$/ns/uts"
+    assert outputs(panes["sh1"], "sh1", link) == [host_uts, host_uts]
+    before, after = outputs(panes["sh2"], "sh2", link)
+    assert before == host_uts != after
+    assert outputs(panes["sh3"], "sh3", link) == [after]
+    assert outputs(panes["sh1"], "sh1", "uname -r") == [os.uname().release]
+    assert not server_running(socket)
+    assert sh("hostname") == host
+
+
+def test_uts_demo_waits_for_enter_and_its_panes_show_each_step(socket):
+    host = sh("hostname")
+    steps = demo.parse(demo.find("uts")).commands
+    child = pexpect.spawn(sys.executable, ["-m", "labkit.demo", "uts", "--socket", socket],
+                          cwd=str(ROOT), dimensions=(50, 200), encoding="utf-8", timeout=60)
+    try:
+        tmux = demo.Tmux(socket)
+        wait_for(lambda: server_running(socket) and "demo" in titles(tmux), terminal=child)
+        tmux.panes = titles(tmux)
+        for number, step in enumerate(steps, 1):
+            wait_for(lambda n=number: re.search(rf"\[{n}/{len(steps)}\].*\[Enter\]\s*$",
+                                                tmux.text("demo")), terminal=child)
+            if number == 1:  # shown, and waiting: nothing typed yet
+                assert "hostname" not in tmux.text("sh1")
+            if step.text == "hostname bizarro":
+                assert_in_new_uts_namespace(tmux, "sh2", host)
+            child.send("\r")
+        wait_for(lambda: "The end." in tmux.text("demo"), terminal=child)
+        assert outputs(tmux.text("sh1"), "sh1", "hostname")[-1] == host
+        assert outputs(tmux.text("sh2"), "sh2", "hostname")[-1] == "bizarro"
+        assert outputs(tmux.text("sh3"), "sh3", "hostname")[-1] == "bizarro"
+        # sh3's shell, seen from outside: in sh2's namespace, which is called bizarro.
+        sh2, sh3 = tmux.shell_pid("sh2"), tmux.shell_pid("sh3")
+        assert os.readlink(f"/proc/{sh3}/ns/uts") == os.readlink(f"/proc/{sh2}/ns/uts")
+        assert sh("nsenter", "--target", str(sh3), "--uts", "hostname") == "bizarro"
+        child.send("\r")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    assert sh("hostname") == host
+
+
+def titles(tmux: demo.Tmux) -> dict[str, str]:
+    """{pane title: pane id}, or {} while the session is still being made."""
+    try:
+        lines = tmux("list-panes", "-t", "demo", "-F", "#{pane_title} #{pane_id}").splitlines()
+    except demo.DemoError:
+        return {}
+    return dict(line.rsplit(" ", 1) for line in lines)
+
+
+def wait_for(condition, timeout: float = 60, terminal: pexpect.spawn | None = None) -> None:
+    """Poll CONDITION; meanwhile read what tmux draws on TERMINAL, so that its pty never fills."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {timeout} s")
+        try:
+            if terminal is not None:
+                terminal.read_nonblocking(65536, timeout=0.05)
+        except (pexpect.TIMEOUT, pexpect.EOF):
+            pass
+        time.sleep(0.02)
+
+
+def assert_in_new_uts_namespace(tmux: demo.Tmux, pane: str, host: str) -> None:
+    pid = tmux.shell_pid(pane)
+    assert os.readlink(f"/proc/{pid}/ns/uts") != os.readlink("/proc/self/ns/uts")
+    assert sh("nsenter", "--target", str(pid), "--uts", "hostname") == host  # a copy, not renamed yet
+
+
+# Safety and errors ------------------------------------------------------------------
+
+def test_demo_stops_before_renaming_the_machine_when_the_shell_did_not_unshare(tmp_path, socket):
+    host = sh("hostname")
+    path = write_demo(tmp_path, "title: a demo that forgot to unshare\npanes: sh\n"
+                                "sh# true\ncheck: sh has a new uts namespace\nsh# hostname nslab-never\n")
+    result = labkit_demo(str(path), "--auto", "--delay", "0", "--socket", socket)
+    assert result.returncode == 1
+    assert "sh is still in this machine's uts namespace" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "sh# hostname nslab-never" not in result.stdout
+    assert sh("hostname") == host
+
+
+def test_overview_demo_shows_the_strace_mask_and_its_decoding(socket):
+    result = labkit_demo("overview", "--auto", "--delay", "0", "--socket", socket)
+    assert result.returncode == 0, result.stderr
+    shell = panes_printed(result.stdout)["sh"]
+    assert "unshare(0x4000000)" in shell
+    assert outputs(shell, "sh", "labkit flags 0x4000000")[0].startswith("0x04000000 = CLONE_NEWUTS\n")
+    assert "unshare(0x4c020000)" in shell
+    assert "0x4c020000 = CLONE_NEWIPC|CLONE_NEWNET|CLONE_NEWNS|CLONE_NEWUTS" in shell
+    assert "unshare: unshare failed: Operation not permitted" in shell
+    assert outputs(shell, "sh", "uname -r")[0] == os.uname().release
+    assert outputs(shell, "sh", "unshare --mount --uts --ipc --net --pid --cgroup --time --fork "
+                               "--mount-proc uname -r") == [os.uname().release]
+
+
+def test_unknown_lesson_is_a_clear_error_listing_the_demos():
+    result = labkit_demo("nosuch", "--auto")
+    assert result.returncode == 2
+    assert "no demo for 'nosuch'; there are: 01-overview, 02-uts" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_without_a_terminal_and_without_auto_the_demo_says_add_auto():
+    result = labkit_demo("uts")
+    assert result.returncode == 2
+    assert "add --auto" in result.stderr
+
+
+def test_a_bad_script_line_is_reported_with_its_file_and_line(tmp_path):
+    path = write_demo(tmp_path, "title: t\npanes: sh1\nsh2# hostname\n")
+    result = labkit_demo(str(path), "--auto")
+    assert result.returncode == 2
+    assert f"{path}:3: no pane 'sh2' (panes: sh1)" in result.stderr
+    path = write_demo(tmp_path, "panes: sh\nsh# true\nthis is not a step\n")
+    assert f"{path}:3: expected" in labkit_demo(str(path), "--auto").stderr
+
+
+@pytest.mark.rootless
+def test_a_normal_user_is_told_that_the_uts_demo_needs_root(unprivileged):
+    with tempfile.TemporaryDirectory(prefix="nslab-demo-test-") as readable:  # not 0700 like tmp_path
+        os.chmod(readable, 0o755)
+        path = write_demo(Path(readable), (demo.DEMOS / "02-uts.demo").read_text())
+        path.chmod(0o644)
+        result = unprivileged.run([unprivileged.python, "-m", "labkit.demo", str(path), "--auto"])
+    assert result.returncode == 2
+    assert "need root" in result.stderr and "sudo" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# The scripts and the command line ----------------------------------------------------
+
+@pytest.mark.parametrize("path", sorted(demo.DEMOS.glob("*.demo")), ids=lambda p: p.stem)
+def test_every_demo_script_parses_and_belongs_to_a_lesson(path):
+    script = demo.parse(path)
+    assert script.title and script.commands
+    assert (ROOT / "lessons" / f"{path.stem}.ipynb").exists()
+
+
+def test_uts_demo_checks_for_a_new_namespace_before_it_renames():
+    steps = demo.parse(demo.find("02")).steps
+    rename = next(i for i, s in enumerate(steps) if s.text.startswith("hostname "))
+    assert (steps[rename - 1].kind, steps[rename - 1].text) == ("check", "uts")
+
+
+def test_register_adds_the_demo_subcommand():
+    parser = argparse.ArgumentParser()
+    demo.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["demo", "uts", "--auto"])
+    assert (args.command, args.lesson, args.auto, args.delay) == ("demo", "uts", True, 1.5)
