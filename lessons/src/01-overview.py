@@ -58,8 +58,11 @@ for name in sorted(os.listdir(f"/proc/{me}/ns")):
 # starts is a child of this kernel; `$$` is that shell's PID:
 
 # %%
-!readlink /proc/$$/ns/uts
-print(os.readlink(f"/proc/{me}/ns/uts"), " <- this kernel")
+shell = !readlink /proc/$$/ns/uts
+kernel = os.readlink(f"/proc/{me}/ns/uts")
+print(shell[0], " <- the shell of that line")
+print(kernel, " <- this kernel")
+print("same link target:", shell[0] == kernel)
 
 # %% [markdown]
 # labkit compares namespaces the same way: a `Namespace` is equal to another
@@ -232,15 +235,17 @@ print(run(try_unshare, "user,uts"))
 
 # %%
 def hit_the_limit():
-    print("max_uts_namespaces of a new user namespace:", open("/proc/sys/user/max_uts_namespaces").read().strip())
+    with open("/proc/sys/user/max_uts_namespaces") as f:
+        report = [f"max_uts_namespaces of a new user namespace: {f.read().strip()}"]
     with open("/proc/sys/user/max_uts_namespaces", "w") as f:
         f.write("0")
     try:
         syscalls.unshare("uts")
     except OSError as e:
-        print(f"{type(e).__name__}: {e}")
+        report.append(f"{type(e).__name__}: {e}")
+    return report
 
-run(hit_the_limit, namespaces="user", map_root=True)
+print(*run(hit_the_limit, namespaces="user", map_root=True), sep="\n")
 
 # %% [markdown]
 # ## 8. A namespace lives while something refers to it
