@@ -167,6 +167,42 @@ class Warden:
             time.sleep(0.01)
         return None
 
+    def expect(self, run: Session, pattern: str, timeout: float = 10, what: str = "",
+               hint: str = "") -> None:
+        """Session.expect, but it also notices when the solution ends (its warden stays)."""
+        what = what or repr(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                run.expect(pattern, timeout=0.2, what=what, hint=hint)
+                return
+            except Timeout:
+                if run.transcript.flooded:
+                    raise
+            self._poll_events()
+            if self.exit is not None:
+                with contextlib.suppress(Timeout):
+                    run.expect(pattern, timeout=0.5, what=what, hint=hint)
+                    return
+                raise Fail(f"the solution ended ({self.exit}) before it printed {what}",
+                           expected=what, seen=run.transcript.tail(), hint=hint)
+            if time.monotonic() > deadline:
+                raise Timeout(f"no answer within {timeout:g} s: waited for {what}",
+                              expected=what, seen=run.transcript.tail(), hint=hint)
+
+    def _poll_events(self) -> None:
+        while select.select([self.events_r], [], [], 0)[0]:
+            chunk = os.read(self.events_r, 4096)
+            if not chunk:
+                return
+            self._events += chunk
+        while (line := self._pop_event()) is not None:
+            word, _, rest = line.partition(" ")
+            if word == "error":
+                raise RuntimeError(rest)
+            if word == "exit":
+                self.exit = Exit.from_wait_status(int(rest))
+
     def finished(self, run: Session, timeout: float = 10) -> Exit:
         """Wait for the solution to end, reading its output; the sandbox stays as it left it."""
         if self.exit is None:

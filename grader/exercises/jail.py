@@ -1,0 +1,481 @@
+"""Exercise 3, ``jail``: a jail that holds (EXERCISES.md, section 3).
+
+    solution ROOTFS COMMAND [ARG...]
+
+    Run COMMAND with ROOTFS (a directory holding a small root file system,
+    e.g. static busybox) as its root directory, using a new mount namespace
+    and pivot_root(2), not chroot(2) alone. Inside, /proc is a fresh proc
+    mount, and the old root is unmounted and detached: no mount entry shows
+    it, no path under / leads to it, and the escape of exercise 2 fails.
+    Mounts made inside do not appear on the host and the host's mount table
+    is unchanged. (Without a PID namespace, /proc/1/root still leads to the
+    host's root: the jail does not have to close that; exercise 7 does.)
+    The exit status of solution is COMMAND's.
+
+Every sentence is a check, judged from outside while COMMAND runs (a
+busybox shell that waits for a line on its terminal):
+
+* COMMAND's root is ROOTFS: /proc/PID/root of COMMAND is the directory.
+* pivot_root, not chroot: the grader joins COMMAND's mount namespace with
+  setns(2), which puts a process at the namespace's root mount (what
+  pivot_root moves; chroot(2) moves only one process's root), and looks at
+  that root and at the mount table from there.
+* A fresh /proc: a proc mounted anew has a super block of its own (Linux
+  5.8 and later), so a device number that no proc of the host has; a bind
+  mount of the host's /proc shares the host's.
+* The old root is detached: no mount of the namespace is the host's root
+  file system (same device, same root).  Detached, no path can lead to it.
+* The escape fails: the grader joins COMMAND's mount namespace, root and
+  working directory (as nsenter --mount --root --wd does) and tries
+  exercise 2's escape, then reads a file that exists only outside ROOTFS.
+* Mounts inside stay inside: COMMAND mounts a tmpfs; the host's mount
+  table (the warden's, grader/exercises/escape.py) shows none of it, and is
+  the same after the solution as before it.
+
+ROOTFS, file names and exit codes are random on every run.
+
+See pivot_root(2), mount_namespaces(7), chroot(2), setns(2), proc(5),
+umount(2) (MNT_DETACH), busybox(1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+from dataclasses import dataclass
+
+from labkit import jail as labjail
+from labkit import mount as mounts
+from labkit import syscalls
+
+from .. import observe
+from ..engine import Exercise, Trial
+from ..feedback import Fail
+from ..sandbox import Limits, Session, signal_name
+from .escape import SCRATCH, Warden, differences, in_sandbox, mount_table
+
+exercise = Exercise("jail", "a jail that holds", tools=("busybox",), limits=Limits(wall=30))
+
+HINT_EXEC = ("after the jail is built, exec COMMAND with its arguments as they are (os.execvp), "
+             "looked up in the new root")
+HINT_PIVOT = ("in a new mount namespace (unshare(CLONE_NEWNS)): make / private (mount with "
+              "MS_REC|MS_PRIVATE), bind-mount ROOTFS on itself, pivot_root(ROOTFS, ROOTFS/old), "
+              "chdir(\"/\"), mount proc, umount2(\"/old\", MNT_DETACH) (lessons/04-chroot.ipynb)")
+
+
+# One run: a root file system at a random place, COMMAND in a jail on it -------------
+
+class Jail:
+    """A busybox ROOTFS and a file outside it, at random paths; the solution run on them."""
+
+    def __init__(self, trial: Trial) -> None:
+        self.trial, token = trial, trial.token
+        self.rootfs = (f"{trial.choice(SCRATCH)}/{token(6)}/"
+                       f"{trial.choice(['rootfs', 'root', 'fs'])}-{token(4)}")
+        # Outside ROOTFS, on the file system of the solution's working directory
+        # (/tmp/scratch): a jail that leaves COMMAND there leads to it.
+        self.outside = f"/tmp/{token(6)}/outside-{token(6)}"
+        self.outside_text = f"outside-{token(16)}"
+        self.tag = f"jail-{token()}"
+        self.warden = Warden(prepare=self._prepare)
+        self.run: Session | None = None
+        self.command_pid: int | None = None
+
+    def _prepare(self, argv: list[str]) -> None:
+        labjail.build_busybox_rootfs(self.rootfs)
+        os.makedirs(os.path.dirname(self.outside))
+        with open(self.outside, "w") as f:
+            f.write(self.outside_text)
+
+    def start(self, *command: str) -> Session:
+        """Run ``solution ROOTFS COMMAND...``; take the host's measures before it starts."""
+        self.run = self.trial.run(self.rootfs, *command, hook=self.warden.hook)
+        warden = self.warden.started(self.run)
+        st = os.stat(in_sandbox(self.warden, self.rootfs))
+        self.rootfs_id = (st.st_dev, st.st_ino)
+        table = [mounts.parse_mountinfo_line(line) for line in observe.mountinfo(warden)]
+        root = [m for m in table if m.mount_point == "/"][-1]
+        self.host_root = (root.major_minor, root.root)
+        self.host_procs = {m.major_minor for m in table if m.fstype == "proc"}
+        self.host_mounts = mount_table(warden)
+        self.host_mnt = observe.namespace(warden, "mnt")
+        self.warden.go()
+        return self.run
+
+    def hold(self, before: str = "") -> int:
+        """Start a COMMAND that runs BEFORE, says ready and waits for a line; return its PID."""
+        command = ["/bin/sh", "-c", before + 'echo "ready $0"; read reply; echo "got $reply"', self.tag]
+        run = self.start(*command)
+        self.expect(f"ready {self.tag}", what=f"COMMAND's first line 'ready {self.tag}'")
+        self.command_pid = run.find(command) or run.find(self.tag)
+        if self.command_pid is None:
+            raise Fail("COMMAND printed its first line, but then no process in the sandbox runs it",
+                       hint="COMMAND must keep running until it ends by itself")
+        return self.command_pid
+
+    def expect(self, pattern: str, what: str, hint: str = HINT_EXEC) -> None:
+        self.warden.expect(self.run, pattern, timeout=10, what=what, hint=hint)
+
+    def release(self) -> None:
+        """Let the holding COMMAND end, and wait for the solution."""
+        self.run.sendline("bye")
+        self.warden.finished(self.run)
+
+    def close(self) -> None:
+        self.warden.close()
+
+    def __enter__(self) -> Jail:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+
+
+def same_file(path: str, identity: tuple[int, int]) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == identity
+
+
+# Looking from inside COMMAND's mount namespace ---------------------------------------
+#
+# setns(CLONE_NEWNS) sets the caller's root and working directory to the
+# root of the namespace (the mount that pivot_root put there), whatever
+# root COMMAND itself has.  A child of the grader joins, and the grader
+# reads /proc/CHILD/root and /proc/CHILD/mountinfo (which lists the mounts
+# as seen from CHILD's root).
+
+def namespace_view(pid: int) -> tuple[tuple[int, int], list[mounts.MountInfo]] | None:
+    """The root (device, inode) and mount table of PID's mount namespace, from its root."""
+    try:
+        ns = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:
+        try:
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+            syscalls.setns(ns, "mnt")
+            os.write(ready_w, b"!")
+            os.read(hold_r, 1)  # until the grader has looked
+        finally:
+            os._exit(0)
+    for fd in (ns, ready_w, hold_r):
+        os.close(fd)
+    try:
+        if not select.select([ready_r], [], [], 10)[0] or os.read(ready_r, 1) != b"!":
+            return None
+        st = os.stat(f"/proc/{child}/root")
+        table = [mounts.parse_mountinfo_line(line) for line in observe.mountinfo(child)]
+        return (st.st_dev, st.st_ino), table
+    finally:
+        os.close(hold_w)
+        os.close(ready_r)
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+
+
+@dataclass
+class Inside:
+    """What COMMAND could reach, found by a process that took its place."""
+
+    cwd_inside: bool  # climbing ".." from COMMAND's working directory meets its root
+    escaped: str | None  # the outside file's text, if exercise 2's escape reached it
+
+
+def look_from_inside(pid: int, outside: str) -> Inside | None:
+    """Take PID's mount namespace, root and working directory, and try to get out.
+
+    A child of the grader does what nsenter --mount --root --wd does, so
+    that it stands where COMMAND stands; it reports on a pipe.
+    """
+    try:
+        fds = [os.open(f"/proc/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
+               for name in ("ns/mnt", "root", "cwd")]
+    except OSError:
+        return None
+    result_r, result_w = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:
+        try:
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+            ns, root, cwd = fds
+            syscalls.setns(ns, "mnt")
+            os.fchdir(root)
+            os.chroot(".")  # COMMAND's root ...
+            os.fchdir(cwd)  # ... and COMMAND's working directory
+            os.write(result_w, b"1" if _cwd_inside_root() else b"0")
+            os.write(result_w, b"+" + _escape_and_read(outside))
+        except BaseException:  # noqa: BLE001 - any failure is a failed escape
+            pass
+        finally:
+            os._exit(0)
+    os.close(result_w)
+    for fd in fds:
+        os.close(fd)
+    try:
+        data = b""
+        while select.select([result_r], [], [], 10)[0]:
+            chunk = os.read(result_r, 65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(result_r)
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    if not data:
+        return None
+    escaped = data[2:].decode(errors="replace") if data[1:2] == b"+" else None
+    return Inside(cwd_inside=data[:1] == b"1", escaped=escaped)
+
+
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _cwd_inside_root() -> bool:
+    """Does climbing ".." from the working directory meet the root?  (It comes back after.)"""
+    root, here = os.stat("/"), os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(4096):
+            st = os.stat(".")
+            if _same(st, root):
+                return True
+            os.chdir("..")
+            if _same(os.stat("."), st):  # the top, and it is not our root
+                return False
+        return False
+    finally:
+        os.fchdir(here)
+        os.close(here)
+
+
+def _escape_and_read(path: str) -> bytes:
+    """Exercise 2's escape from the working directory, then read PATH.
+
+    Where the climb ends may be the top of a detached file system rather
+    than the host's root, so the tail parts of PATH are tried there too.
+    """
+    here = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    below = f".grader-escape-{os.getpid()}"
+    try:
+        os.mkdir(below)
+    except OSError:  # a read-only jail: any directory that is not above us will do
+        below = next(f"/{d}" for d in sorted(os.listdir("/")) if os.path.isdir(f"/{d}")
+                     and not os.getcwd().startswith(f"/{d}"))
+    os.chroot(below)
+    for _ in range(4096):
+        os.chdir("..")
+    os.chroot(".")
+    if not below.startswith("/"):
+        with contextlib.suppress(OSError):
+            os.rmdir(below, dir_fd=here)
+    parts = path.strip("/").split("/")
+    for i in range(len(parts)):
+        with contextlib.suppress(OSError), open("/" + "/".join(parts[i:]), "rb") as f:
+            return f.read(65536)
+    raise FileNotFoundError(path)
+
+
+def describe(m: mounts.MountInfo) -> str:
+    return f"{m.mount_point} ({m.fstype} {m.source}{'' if m.root == '/' else ' ' + m.root})"
+
+
+# The checks ---------------------------------------------------------------------------
+
+@exercise.check(1, "runs COMMAND")
+def runs_command(trial: Trial) -> None:
+    with Jail(trial) as jail:
+        jail.start("/bin/echo", jail.tag)
+        jail.expect(jail.tag, what=f"the output of COMMAND '/bin/echo {jail.tag}'")
+
+
+@exercise.check(1, "passes COMMAND's arguments unchanged", needs=[runs_command])
+def arguments_unchanged(trial: Trial) -> None:
+    words = [trial.token(), f"two {trial.token(4)}", "*", "", f"-{trial.token(3)}"]
+    expected = "".join(f"[{w}]" for w in words)
+    with Jail(trial) as jail:
+        jail.start("/bin/printf", "[%s]", *words)
+        jail.expect(expected, what=f"printf's output {expected!r}",
+                    hint="pass every ARG as its own argument, without a shell in between")
+
+
+@exercise.check(2, "COMMAND's root directory is ROOTFS", needs=[runs_command])
+def root_is_rootfs(trial: Trial) -> None:
+    with Jail(trial) as jail:
+        pid = jail.hold()
+        inside = same_file(f"/proc/{pid}/root", jail.rootfs_id)
+        seen = _readlink(f"/proc/{pid}/root")
+        jail.release()
+        if not inside:
+            raise Fail("COMMAND's root directory is not ROOTFS",
+                       expected=f"/proc/PID/root of COMMAND is {jail.rootfs}",
+                       seen=f"it is {seen!r} (as the grader sees it)", hint=HINT_PIVOT)
+
+
+@exercise.check(1, "COMMAND runs in a new mount namespace", needs=[runs_command])
+def new_mount_namespace(trial: Trial) -> None:
+    with Jail(trial) as jail:
+        pid = jail.hold()
+        inside = observe.namespace(pid, "mnt")
+        jail.release()
+        if inside == jail.host_mnt:
+            raise Fail("COMMAND is in the caller's mount namespace",
+                       expected=f"a mount namespace other than the caller's {jail.host_mnt}",
+                       seen=f"/proc/PID/ns/mnt of COMMAND is {inside}",
+                       hint="unshare(CLONE_NEWNS) first: every mount, and pivot_root itself, then "
+                            "stays in the jail (mount_namespaces(7))")
+
+
+@exercise.check(2, "ROOTFS is the root of the mount namespace (pivot_root, not chroot)",
+                needs=[runs_command])
+def pivot_not_chroot(trial: Trial) -> None:
+    with Jail(trial) as jail:
+        pid = jail.hold()
+        view = namespace_view(pid)
+        jail.release()
+        if view is None:
+            raise Fail("the grader could not enter COMMAND's mount namespace")
+        root, table = view
+        if root != jail.rootfs_id:
+            top = [m for m in table if m.mount_point == "/"]
+            raise Fail("the root of COMMAND's mount namespace is not ROOTFS",
+                       expected=f"{jail.rootfs} at / of the namespace (setns(2) into it lands there)",
+                       seen=f"/ of the namespace is {describe(top[-1]) if top else 'something else'}",
+                       hint="chroot(2) changes the root of one process; pivot_root(2) changes the "
+                            "root mount of the whole namespace. " + HINT_PIVOT)
+
+
+@exercise.check(1, "/proc inside is a fresh proc mount", needs=[runs_command])
+def fresh_proc(trial: Trial) -> None:
+    with Jail(trial) as jail:
+        pid = jail.hold()
+        table = [mounts.parse_mountinfo_line(line) for line in observe.mountinfo(pid)]
+        jail.release()
+        procs = [m for m in table if m.mount_point == "/proc"]
+        if not procs or procs[-1].fstype != "proc":
+            raise Fail("there is no proc file system at /proc in the jail",
+                       seen=describe(procs[-1]) if procs else "nothing mounted at /proc",
+                       hint="after pivot_root: mount(\"proc\", \"/proc\", \"proc\", 0, NULL)")
+        if procs[-1].major_minor in jail.host_procs:
+            raise Fail("/proc in the jail is the host's proc, not a fresh one",
+                       seen=f"{describe(procs[-1])}, device {procs[-1].major_minor}, as the host's /proc",
+                       hint="a bind mount shows the same proc; mount a new one: "
+                            "mount(\"proc\", \"/proc\", \"proc\", 0, NULL), after pivot_root")
+
+
+@exercise.check(2, "the old root is unmounted and detached, and nothing leads back to it",
+                needs=[runs_command])
+def old_root_detached(trial: Trial) -> None:
+    with Jail(trial) as jail:
+        pid = jail.hold()
+        view, inside = namespace_view(pid), look_from_inside(pid, jail.outside)
+        jail.release()
+        if view is None or inside is None:
+            raise Fail("the grader could not enter COMMAND's mount namespace")
+        shown = [m for m in view[1] if (m.major_minor, m.root) == jail.host_root]
+        if shown:
+            raise Fail("a mount in COMMAND's namespace still shows the host's root file system",
+                       seen=", ".join(describe(m) for m in shown),
+                       hint="after pivot_root(new, put_old) and chdir(\"/\"), "
+                            "umount2(put_old, MNT_DETACH): the old root has mounts below it "
+                            "(/proc, /sys ...), so only a lazy unmount takes it all (umount(2))")
+        if not inside.cwd_inside:
+            raise Fail("COMMAND's working directory is outside its root: \"..\" from there leads "
+                       "into the host's files", hint="chdir(\"/\") after pivot_root(2): it moves "
+                       "only a working directory that was the old root itself (see its NOTES)")
+
+
+@exercise.check(2, "the escape of exercise 2 fails in the jail", needs=[runs_command])
+def escape_fails(trial: Trial) -> None:
+    with Jail(trial) as jail:
+        pid = jail.hold()
+        inside = look_from_inside(pid, jail.outside)
+        jail.release()
+        if inside is None:
+            raise Fail("the grader could not enter COMMAND's mount namespace")
+        found = inside.escaped
+        if found is not None:
+            raise Fail(f"from COMMAND's root and working directory, the chroot escape reached "
+                       f"{jail.outside}, a file outside ROOTFS", seen=found,
+                       hint="after pivot_root, chdir(\"/\") (pivot_root(2) does not move a working "
+                            "directory that is not the old root) and unmount the old root: then "
+                            "\"..\" has nowhere to go")
+
+
+@exercise.check(1, "mounts made inside do not appear on the host", needs=[runs_command])
+def mounts_stay_inside(trial: Trial) -> None:
+    with Jail(trial) as jail:
+        source = f"nslab-{trial.token()}"
+        pid = jail.hold(f"mount -t tmpfs {source} /tmp; ")
+        inside = [m for m in mounts.read_mountinfo(pid) if m.source == source]
+        host = [line for line in mount_table(jail.warden.pid) or [] if source in line]
+        jail.release()
+        if not inside:
+            raise Fail("COMMAND's tmpfs is not in its own mount table",
+                       hint="the jail's mount namespace must hold COMMAND's mounts")
+        if host:
+            raise Fail("a tmpfs that COMMAND mounted in the jail appears in the host's mount table",
+                       seen="\n".join(host),
+                       hint="unshare(CLONE_NEWNS), and make / private before anything else "
+                            "(mount(NULL, \"/\", NULL, MS_REC|MS_PRIVATE, NULL)), or mount "
+                            "events propagate to the host (mount_namespaces(7))")
+
+
+@exercise.check(1, "the host's mount table is unchanged", needs=[runs_command])
+def host_mounts_unchanged(trial: Trial) -> None:
+    with Jail(trial) as jail:
+        jail.hold(f"mount -t tmpfs nslab-{trial.token()} /tmp; ")
+        jail.release()
+        after = mount_table(jail.warden.pid)
+        if after != jail.host_mounts:
+            raise Fail("the host's mount table changed (+ added, - removed)",
+                       seen=differences(jail.host_mounts, after or []),
+                       hint="build the jail in a new mount namespace (unshare(CLONE_NEWNS)) with / "
+                            "made private first: the bind mount, pivot_root and every mount then "
+                            "stay in it, and vanish with it")
+
+
+@exercise.check(1, "the exit status is COMMAND's", needs=[runs_command])
+def exit_status(trial: Trial) -> None:
+    code = trial.number(2, 120)
+    with Jail(trial) as jail:
+        jail.start("/bin/sh", "-c", f"exit {code}")
+        ended = jail.warden.finished(jail.run)
+        if ended.status != code:
+            raise Fail(f"COMMAND exited with status {code}, the solution with another",
+                       expected=f"exit status {code}", seen=str(ended),
+                       hint="exec COMMAND in the jailed process (os.execvp), or wait for it and "
+                            "exit with its status")
+
+
+@exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
+def signal_status(trial: Trial) -> None:
+    sig = trial.choice([signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM])
+    name = signal_name(sig).removeprefix("SIG")
+    with Jail(trial) as jail:
+        jail.start("/bin/sh", "-c", f"kill -s {name} $$")
+        ended = jail.warden.finished(jail.run)
+        if ended.status != 128 + sig:
+            raise Fail(f"COMMAND was killed by {signal_name(sig)} (signal {int(sig)})",
+                       expected=f"exit status {128 + sig} (128+{int(sig)}), or the solution killed "
+                                "by the same signal", seen=str(ended),
+                       hint="exec COMMAND, or exit with 128+WTERMSIG(status) when it was killed "
+                            "(wait(2))")
+
