@@ -84,10 +84,10 @@ class Shell:
 
     ``sh(command)`` prints the command after a prompt made of the shell's
     name, then the command's output; ``sh.output(command)`` returns the
-    output instead.  ``sh.pid`` is
-    the shell started first; ``sh.current_pid()`` the shell now reading
-    commands, which differs after ``unshare ... sh`` or ``nsenter ... sh``:
-    those run a new shell and the first one waits for it.
+    output instead.  ``sh.pid`` is the shell started first;
+    ``sh.current_pid()`` the shell now reading commands, which differs after
+    ``unshare ... sh`` or ``nsenter ... sh``: those run a new shell, and the
+    first one waits for it.
     """
 
     def __init__(self, name: str, timeout: float = 30) -> None:
@@ -98,7 +98,11 @@ class Shell:
         argv = _shell_command()
         self._sh = pexpect.spawn(argv[0], argv[1:], env=env, echo=False, encoding="utf-8",
                                  codec_errors="replace", dimensions=(40, 120), timeout=timeout)
-        self._sh.expect_exact(PROMPT)
+        try:
+            self._sh.expect_exact(PROMPT)
+        except (pexpect.EOF, pexpect.TIMEOUT):
+            self._sh.close(force=True)
+            raise OSError(f"{name}: `{' '.join(argv)}` gave no prompt: {self._sh.before.strip()!r}") from None
         self.pid: int = self._sh.pid
         _shells.append(self)
 
