@@ -179,17 +179,26 @@ def _command_line(argv: list[str]) -> list[str]:
     return argv or [os.environ.get("SHELL") or "/bin/sh"]
 
 
-def _wait_as_shell(child) -> int:
-    """Wait for CHILD like a shell: ^C goes to the child, not to us; 128+N for signal N."""
+def _run_as_shell(start) -> int:
+    """Start a child with START() and wait for it as a shell does; 128+N for signal N.
+
+    ^C and ^\\ from the terminal reach the child directly (it is in our
+    foreground process group), so we ignore them; other signals sent to us
+    are passed on.  They are held back while the child starts, so that none
+    arrives before the handler that passes it on.
+    """
     from .spawn import FORWARDED_SIGNALS
 
-    # The terminal sends ^C and ^\ to the whole foreground process group, so the
-    # child gets them directly; other signals sent to us are passed on.
-    for sig in FORWARDED_SIGNALS:
-        if sig in (signal.SIGINT, signal.SIGQUIT):
-            signal.signal(sig, signal.SIG_IGN)
-        else:
-            signal.signal(sig, lambda s, _f: child.kill(s))
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    try:
+        child = start()
+        for sig in FORWARDED_SIGNALS:
+            if sig in (signal.SIGINT, signal.SIGQUIT):
+                signal.signal(sig, signal.SIG_IGN)
+            else:
+                signal.signal(sig, lambda s, _f: child.kill(s))
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
     code = child.wait()
     return 128 - code if code < 0 else code
 
@@ -201,11 +210,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     offsets = {k: v for k, v in (("monotonic", args.monotonic), ("boottime", args.boottime)) if v}
     if offsets and "time" not in namespaces:
         raise ValueError("--monotonic and --boottime need a new time namespace: add -T")
-    child = spawn(_command_line(args.argv), namespaces,
-                  map_root=args.map_root or None, hostname=args.hostname,
-                  domainname=args.domainname, mount_proc=args.mount_proc,
-                  propagation=args.propagation, time_offsets=offsets or None)
-    return _wait_as_shell(child)
+    return _run_as_shell(lambda: spawn(
+        _command_line(args.argv), namespaces, map_root=args.map_root or None,
+        hostname=args.hostname, domainname=args.domainname, mount_proc=args.mount_proc,
+        propagation=args.propagation, time_offsets=offsets or None))
 
 
 def cmd_enter(args: argparse.Namespace) -> int:
@@ -214,7 +222,7 @@ def cmd_enter(args: argparse.Namespace) -> int:
     namespaces = "all" if args.all else _selected(args)
     if not namespaces:
         raise ValueError("say which namespaces to enter (-u, -m, -p, -n, -i, -U, -C, -T) or -a for all")
-    return _wait_as_shell(enter(args.pid, namespaces, _command_line(args.argv)))
+    return _run_as_shell(lambda: enter(args.pid, namespaces, _command_line(args.argv)))
 
 
 COMMANDS = {"check": cmd_check, "ls": cmd_ls, "run": cmd_run, "enter": cmd_enter,

@@ -402,6 +402,7 @@ def _fork_and_wait(status_w: int) -> None:
         # Signals sent to the middle process (a terminal's ^C) go on to the target.
         for sig in FORWARDED_SIGNALS:
             signal.signal(sig, lambda s, _f: os.kill(pid, s))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)  # if the caller held them
         _, status = os.waitpid(pid, 0)
         if os.WIFSIGNALED(status):  # die of the same signal, as unshare --fork does
             sig = os.WTERMSIG(status)
