@@ -26,10 +26,10 @@ CLONE_NEWPID = BY_NAME["pid"].flag
 CLONE_NEWTIME = BY_NAME["time"].flag
 
 ROOTLESS_HINT = (
-    "Run as root (sudo), or let labkit add a user namespace that maps you to "
-    "root inside it (rootless mode: `labkit run -U --map-root ...`, or "
-    "spawn(..., namespaces=[..., 'user'])): capabilities in a new user "
-    "namespace are enough for every other type the kernel lets it own.")
+    "Run as root (sudo), or create a user namespace in the same step, with you mapped "
+    "to root inside it, as `unshare --map-root-user` does: labkit does that by itself "
+    "for a normal user (rootless mode: `labkit run -u ...`, spawn(..., 'uts')). The "
+    "capabilities you get in the new user namespace count for every namespace it owns.")
 
 
 class NamespaceError(OSError):
@@ -49,7 +49,7 @@ class NamespaceError(OSError):
         return f"{text}\n  {self.hint}" if self.hint else text
 
     def __reduce__(self):  # so that a child process can send it to its parent
-        return (self.__class__, (self.errno, self.syscall, self.hint))
+        return (self.__class__, (self.errno, self.syscall, self.hint), self.__dict__)
 
 
 class MissingCapability(NamespaceError, PermissionError):

@@ -269,6 +269,13 @@ def test_errors_pickle_with_class_errno_and_lesson(err, cls, base):
     assert copy.filename is None
 
 
+def test_notes_and_attributes_survive_pickling():
+    e = error_for("unshare", errno.EPERM, CLONE_NEWUTS)
+    e.add_note("raised in child 1234")
+    copy = pickle.loads(pickle.dumps(e))
+    assert copy.__notes__ == ["raised in child 1234"] and copy.hint == e.hint
+
+
 def test_error_text_is_call_strerror_and_hint():
     e = error_for("unshare", errno.EPERM, CLONE_NEWUTS | CLONE_NEWNS)
     first, second = str(e).split("\n")
