@@ -210,6 +210,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     offsets = {k: v for k, v in (("monotonic", args.monotonic), ("boottime", args.boottime)) if v}
     if offsets and "time" not in namespaces:
         raise ValueError("--monotonic and --boottime need a new time namespace: add -T")
+    if (args.hostname is not None or args.domainname is not None) and "uts" not in namespaces:
+        raise ValueError("--hostname and --domainname need a new UTS namespace: add -u")
     return _run_as_shell(lambda: spawn(
         _command_line(args.argv), namespaces, map_root=args.map_root or None,
         hostname=args.hostname, domainname=args.domainname, mount_proc=args.mount_proc,

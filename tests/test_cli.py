@@ -202,7 +202,9 @@ def test_run_bad_hostname_is_a_message():
     result = labkit("run", "-u", "--hostname", "x" * 65, "--", "true")
     assert_clean_failure(result)
     assert "64 bytes" in result.stderr
-    assert_clean_failure(labkit("run", "--hostname", "box", "--", "true"))
+    result = labkit("run", "--hostname", "box", "--", "true")
+    assert_clean_failure(result)
+    assert "need a new UTS namespace: add -u" in result.stderr
 
 
 def test_run_without_a_command_starts_the_shell():
