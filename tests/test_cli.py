@@ -39,6 +39,7 @@ def assert_clean_failure(result: subprocess.CompletedProcess, code: int = 1) -> 
 def test_flags_decodes_a_mask_with_one_row_per_type():
     result = labkit("flags", "0x4000000")
     assert result.returncode == 0
+    assert "\x1b" not in result.stdout  # plain text in a pipe, for cut(1) and awk(1)
     first, header, *rows = result.stdout.splitlines()
     assert first == "0x04000000 = CLONE_NEWUTS"
     assert header.split() == ["TYPE", "FLAG", "CONSTANT", "LINUX", "MAN", "PAGE"]
