@@ -1,0 +1,262 @@
+"""Exercise 4, ``pid1``: an init that reaps (EXERCISES.md, section 4).
+
+    solution COMMAND [ARG...]
+
+    The grader starts solution as PID 1 of a new PID namespace (with a
+    matching /proc). solution must:
+    - start COMMAND as its child;
+    - reap every process that ends up as its child, including orphans
+      reparented to it, so that no zombie lives for more than one second;
+    - forward SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 that it
+      receives to COMMAND;
+    - when COMMAND exits, exit with COMMAND's exit status, or with 128+N if
+      COMMAND was killed by signal N.
+    Well-known inits such as tini and dumb-init meet this contract.
+
+The grader starts the solution with grader.hooks.as_pid1: a process of the
+sandbox unshares a PID and a mount namespace and forks; its child is PID 1
+there, mounts /proc, and execs the solution.  Everything is watched from
+outside, where every process of the namespace has a PID of the grader's:
+
+* COMMAND's parent is the solution (PPid in /proc/PID/status), and the
+  solution is PID 1 of its namespace (the last NSpid).
+* Zombies: COMMAND (a shell) makes orphans with ``(sleep T &)``: the
+  subshell exits, and its sleep is reparented to PID 1.  The grader reads
+  the state of every child of the solution (/proc/PID/stat) every few
+  milliseconds: none may stay in state Z for more than one second.
+* Signals: COMMAND traps the six signals and prints a line for each; the
+  grader sends each to the solution's PID, never to COMMAND.  (PID 1 gets
+  only the signals it has a handler for, or blocks: pid_namespaces(7).)
+* Exit status: COMMAND exits with a random code or kills itself with a
+  random signal, sometimes leaving an orphan running; the solution must
+  then end at once, with COMMAND's status.
+
+See pid_namespaces(7), wait(2), sigwaitinfo(2), signal(7), proc(5), and
+the sources of tini and dumb-init.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+from .. import observe
+from ..engine import Exercise, Trial
+from ..feedback import Fail, Timeout
+from ..hooks import as_pid1
+from ..sandbox import Session, signal_name
+
+exercise = Exercise("pid1", "an init that reaps", namespaces=("pid",))
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2)
+ZOMBIE_LIMIT = 1.0  # seconds, the contract's
+
+HINT_EXEC = ("fork(2) a child that execs COMMAND with its arguments as they are "
+             "(os.execvp(command[0], command)); the solution itself stays, as PID 1")
+HINT_REAP = ("every child that ends must be waited for, not only COMMAND: loop on "
+             "waitpid(-1, ...) (wait(2)) whenever SIGCHLD comes, e.g. with sigwaitinfo(2) "
+             "as tini does (lessons/05-pid.ipynb)")
+
+
+def solution_of(run: Session, timeout: float = 5) -> int | None:
+    """The solution's PID: the child of the process that as_pid1 leaves between it and the sandbox."""
+    middle = run.solution_pid(timeout)
+    deadline = time.monotonic() + timeout
+    while middle is not None and time.monotonic() < deadline:
+        kids = observe.children(middle)
+        if kids:
+            return kids[0]
+        time.sleep(0.01)
+    return None
+
+
+def start_holding(trial: Trial, before: str = "") -> tuple[Session, int, int]:
+    """Start the solution with a COMMAND that runs BEFORE, says "ready TAG", waits for a line.
+
+    Returns the run, the solution's PID and COMMAND's.
+    """
+    tag = f"pid1-{trial.token()}"
+    command = ["/bin/sh", "-c", before + 'echo "ready $0"; read reply; echo "got $reply"', tag]
+    run = trial.run(*command, hook=as_pid1)
+    run.expect(f"ready {tag}", timeout=10, what=f"COMMAND's first line 'ready {tag}'", hint=HINT_EXEC)
+    solution = solution_of(run)
+    pid = run.find(command) or run.find(tag)
+    if solution is None or pid is None:
+        raise Fail("COMMAND printed its first line, but then no process in the sandbox runs it",
+                   hint="COMMAND must keep running until it ends by itself")
+    return run, solution, pid
+
+
+def release(run: Session) -> None:
+    run.sendline("bye")
+    run.wait()
+
+
+def stat_of(pid: int) -> tuple[str, int] | None:
+    """State letter and parent PID of PID, from /proc/PID/stat (None if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[0], int(fields[1])
+
+
+# The checks -------------------------------------------------------------------------
+
+@exercise.check(1, "runs COMMAND")
+def runs_command(trial: Trial) -> None:
+    word = f"pid1-{trial.token()}"
+    run = trial.run("/bin/echo", word, hook=as_pid1)
+    run.expect(word, timeout=10, what=f"the output of COMMAND '/bin/echo {word}'", hint=HINT_EXEC)
+
+
+@exercise.check(1, "passes COMMAND's arguments unchanged", needs=[runs_command])
+def arguments_unchanged(trial: Trial) -> None:
+    words = [trial.token(), f"two {trial.token(4)}", "*", "", f"-{trial.token(3)}"]
+    expected = "".join(f"[{w}]" for w in words)
+    run = trial.run("/usr/bin/printf", "[%s]", *words, hook=as_pid1)
+    run.expect(expected, timeout=10, what=f"printf's output {expected!r}",
+               hint="pass every ARG as its own argument, without a shell in between and without "
+                    "parsing options after COMMAND")
+
+
+@exercise.check(2, "COMMAND runs as a child of the solution", needs=[runs_command])
+def command_is_child(trial: Trial) -> None:
+    run, solution, pid = start_holding(trial)
+    parent = observe.status_field(pid, "PPid")
+    nspid = (observe.status_field(solution, "NSpid") or "").split()
+    release(run)
+    if nspid[-1:] != ["1"]:
+        raise RuntimeError(f"the solution is not PID 1 of its namespace (NSpid {nspid})")
+    if pid == solution:
+        raise Fail("COMMAND replaced the solution: the solution exec'd it",
+                   hint="an init must stay: fork(2), exec COMMAND in the child, and go on "
+                        "reaping and forwarding signals in the parent")
+    if parent != str(solution):
+        raise Fail("COMMAND's parent is not the solution",
+                   expected=f"PPid {solution} (the solution, PID 1)", seen=f"PPid {parent}",
+                   hint="start COMMAND with fork(2) (or subprocess) from the solution itself, "
+                        "not from a helper process or a shell in between")
+
+
+@exercise.check(3, "reaps every child, orphans too: no zombie lives more than 1 s",
+                needs=[runs_command])
+def reaps_orphans(trial: Trial) -> None:
+    lifetimes = sorted(trial.number(1, 6) / 10 for _ in range(trial.number(3, 5)))
+    orphans = " ".join(f"{t:.1f}" for t in lifetimes)
+    run, solution, command = start_holding(trial, f"for t in {orphans}; do (sleep $t &); done; ")
+    run.transcript.note(f"COMMAND leaves {len(lifetimes)} orphans that end after {orphans} s; "
+                        "the grader watches for zombies")
+    seen, adopted, worst = {}, set(), None
+    end = time.monotonic() + lifetimes[-1] + ZOMBIE_LIMIT + 1.0
+    while time.monotonic() < end:
+        now = time.monotonic()
+        for pid in observe.children(solution):
+            state = stat_of(pid)
+            if pid == command or state is None:
+                continue
+            adopted.add(pid)
+            if state[0] == "Z":
+                seen.setdefault(pid, now)
+                if now - seen[pid] > ZOMBIE_LIMIT:
+                    worst = pid
+        if worst:
+            break
+        time.sleep(0.02)
+    release(run)
+    if worst:
+        raise Fail("an orphan that ended stayed a zombie (state Z) for more than 1 s",
+                   seen=f"PID {worst} (as the grader numbers it), child of the solution, still Z",
+                   hint=HINT_REAP)
+    if not adopted:
+        raise Fail("no orphan of COMMAND became a child of the solution",
+                   hint="as PID 1 the solution adopts every orphan of its namespace; do not run "
+                        "COMMAND under another subreaper (prctl PR_SET_CHILD_SUBREAPER)")
+
+
+@exercise.check(3, "forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to COMMAND",
+                needs=[runs_command])
+def forwards_signals(trial: Trial) -> None:
+    tag = f"pid1-{trial.token()}"
+    traps = "".join(f'trap "echo got-{signal_name(s)}-$0" {signal_name(s)[3:]}; ' for s in FORWARDED)
+    command = ["/bin/sh", "-c", traps + 'echo "ready $0"; while :; do sleep 1 & wait $!; done', tag]
+    run = trial.run(*command, hook=as_pid1)
+    run.expect(f"ready {tag}", timeout=10, what=f"COMMAND's first line 'ready {tag}'", hint=HINT_EXEC)
+    solution = solution_of(run)
+    if solution is None:
+        raise Fail("the solution is gone after COMMAND started", hint=HINT_EXEC)
+    order = list(FORWARDED)
+    trial.random.shuffle(order)
+    for sig in order:
+        run.transcript.note(f"sends {signal_name(sig)} to the solution")
+        try:
+            os.kill(solution, sig)  # as `docker stop` does to a container's PID 1
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    wanted = {f"got-{signal_name(s)}-{tag}": s for s in FORWARDED}
+    pattern = re.compile("|".join(re.escape(w) for w in wanted))
+    got: set[str] = set()
+    deadline = time.monotonic() + 4
+    while len(got) < len(wanted) and time.monotonic() < deadline:
+        try:
+            run.expect(pattern, timeout=max(0.1, deadline - time.monotonic()),
+                       what="COMMAND's report of a signal")
+        except Fail:  # a timeout, or the end: what came is what counts
+            break
+        got.add(run.match.group(0))
+    missing = [signal_name(s) for w, s in wanted.items() if w not in got]
+    if missing:
+        share = 3 * len(got) / len(wanted)
+        raise Fail(f"COMMAND did not receive {', '.join(missing)}, sent to the solution",
+                   expected="each of the six signals passed on to COMMAND (kill(2))",
+                   seen=f"COMMAND reported {len(got)} of 6", points=round(share, 2),
+                   hint="as PID 1 the solution gets only signals it handles: install a handler "
+                        "(or block them and take them with sigwaitinfo(2)) and kill(COMMAND, sig)")
+
+
+@exercise.check(2, "the exit status is COMMAND's", needs=[runs_command])
+def exit_status(trial: Trial) -> None:
+    code = trial.number(2, 120)
+    run = trial.run("/bin/sh", "-c", f"exit {code}", hook=as_pid1)
+    ended = run.wait()
+    if ended.status != code:
+        raise Fail(f"COMMAND exited with status {code}, the solution with another",
+                   expected=f"exit status {code}", seen=str(ended),
+                   hint="exit with WEXITSTATUS of COMMAND's wait status (os.waitstatus_to_exitcode), "
+                        "not with the raw status that waitpid(2) returns")
+
+
+@exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
+def signal_status(trial: Trial) -> None:
+    sig = trial.choice([signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM])
+    name = signal_name(sig).removeprefix("SIG")
+    run = trial.run("/bin/sh", "-c", f"kill -s {name} $$", hook=as_pid1)
+    ended = run.wait()
+    if ended.status != 128 + sig:
+        raise Fail(f"COMMAND was killed by {signal_name(sig)} (signal {int(sig)})",
+                   expected=f"exit status {128 + sig} (128+{int(sig)})", seen=str(ended),
+                   hint="a child killed by signal N has no exit code: WIFSIGNALED/WTERMSIG (wait(2)); "
+                        "exit with 128+N.  (PID 1 cannot kill itself with the same signal.)")
+
+
+@exercise.check(1, "exits as soon as COMMAND exits, though orphans still run", needs=[runs_command])
+def exits_with_command(trial: Trial) -> None:
+    code = trial.number(2, 120)
+    run = trial.run("/bin/sh", "-c", f"(sleep 60 &); exit {code}", hook=as_pid1)
+    run.transcript.note("COMMAND leaves an orphan that sleeps 60 s, and exits")
+    try:
+        ended = run.wait(timeout=5)
+    except Timeout:
+        raise Fail("COMMAND exited, but the solution went on waiting for the orphan it left",
+                   hint="exit as soon as COMMAND has ended; the kernel then kills every other "
+                        "process of the namespace (pid_namespaces(7))") from None
+    if ended.status != code:
+        raise Fail(f"COMMAND exited with status {code}, the solution with another",
+                   expected=f"exit status {code}", seen=str(ended),
+                   hint="remember COMMAND's status when you reap it, whatever else you reap")
