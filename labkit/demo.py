@@ -154,6 +154,7 @@ class Tmux:
     def __init__(self, socket: str) -> None:
         self.socket = socket
         self.panes: dict[str, str] = {}  # our name -> tmux's pane id (%3)
+        self.socket_path = ""  # the server's socket file, known once it runs
 
     def __call__(self, *args: str) -> str:
         # -f /dev/null: the user's ~/.tmux.conf could change keys, prompts and layout.
@@ -172,6 +173,7 @@ class Tmux:
                      shlex.join(["env", f"PS1={name}# ", f"PATH={_path()}", "sh"])]
             if i == 0:
                 pane = self("new-session", "-d", "-s", "demo", "-x", str(width), "-y", str(height), *shell)
+                self.socket_path = self("display-message", "-p", "#{socket_path}").strip()
             else:
                 pane = self("split-window", "-d", "-h", "-t", "demo", *shell)
             self.panes[name] = pane.strip()
@@ -220,8 +222,13 @@ class Tmux:
         return pid
 
     def kill(self) -> None:
-        """End the server and every process in its panes (they get SIGHUP)."""
+        """End the server and every process in its panes (they get SIGHUP), and remove the socket."""
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=STEP_TIMEOUT)
+        if self.socket_path:  # tmux leaves the file behind
+            try:
+                os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass
 
 
 def _path() -> str:

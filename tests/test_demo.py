@@ -32,9 +32,14 @@ _sockets = itertools.count()
 def socket():
     """A tmux socket name of this test's own; its server is killed whatever happens."""
     name = f"nslab-test-demo-{os.getpid()}-{next(_sockets)}"
+    path = Path(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}", name)
     yield name
-    assert not server_running(name), f"the demo left the tmux server {name} running"
+    running = server_running(name)
     subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True)
+    left = path.exists()
+    path.unlink(missing_ok=True)
+    assert not running, f"the demo left the tmux server {name} running"
+    assert not left, f"the demo left its tmux socket {path} behind"
 
 
 def server_running(socket: str) -> bool:
