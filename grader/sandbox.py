@@ -129,11 +129,12 @@ class Limits:
 def hidden_paths(*extra: str | os.PathLike) -> list[str]:
     """Folders to cover with an empty tmpfs in every sandbox.
 
-    The kit (grader, reference solutions, starters), the Python environment
-    the grader runs from, home directories (where copies of other work
+    The kit (grader, reference solutions, starters), the virtual environment
+    the grader runs from (if it is one), home directories (where copies of other work
     live), and EXTRA (the student's workspace, the class folder).
     """
-    paths = [KIT, sys.prefix, "/root", "/home", *extra]
+    venv = sys.prefix if sys.prefix != sys.base_prefix else ""
+    paths = [KIT, venv, "/root", "/home", *extra]
     return sorted({os.path.realpath(p) for p in paths if p})
 
 
@@ -359,19 +360,25 @@ class Session:
     def find(self, command: Sequence[str] | str, timeout: float = 5) -> int | None:
         """The PID of the sandbox's process running COMMAND, or None.
 
-        COMMAND is an exact argument vector, or a string to look for in the
-        command line.  When several processes match (a shell and the
-        program it runs), the deepest one is returned.
+        COMMAND is an exact argument vector: the process nearest PID 1
+        that has it is returned (a shell's child has its parent's argv
+        between fork and exec; it is not the one).  Or COMMAND is a string
+        to look for in command lines: the deepest such process is returned
+        (the solution's own command line holds its arguments too).
         """
+        exact = not isinstance(command, str)
+
         def matches(pid: int) -> bool:
             argv = observe.cmdline(pid)
-            return command in " ".join(argv) if isinstance(command, str) else argv == list(command)
+            return argv == list(command) if exact else command in " ".join(argv)
 
         deadline = time.monotonic() + timeout
         while True:
             found = [p for p in observe.descendants(self.init.pid) if matches(p)]
-            if found or time.monotonic() > deadline or self.init.poll() is not None:
-                return found[-1] if found else None
+            if found:
+                return found[0] if exact else found[-1]
+            if time.monotonic() > deadline or self.init.poll() is not None:
+                return None
             time.sleep(0.02)
 
     def crash(self) -> str:
@@ -509,8 +516,14 @@ class _Plan:
     hide: list[str]
 
 
-def _init(plan: _Plan) -> int:
-    """PID 1 of the sandbox: build it, start the solution, reap, report."""
+def _init(plan: _Plan) -> None:
+    """PID 1 of the sandbox: build it, start the solution, reap, report.
+
+    It ends with os._exit, never by returning: a normal exit would flush
+    the grader's Python buffers (inherited at fork, perhaps locked by
+    another thread at that moment) into the student's terminal.
+    """
+    code = 0
     try:
         _build(plan)
         pid = os.fork()
@@ -521,11 +534,11 @@ def _init(plan: _Plan) -> int:
         _report(plan, event="exit", status=status)
         if plan.export:
             _export(plan)
-        return 0
     except BaseException as e:  # noqa: BLE001 - the grader reads it; the terminal is the student's
         _report(plan, event="setup_error", message=f"{type(e).__name__}: {e}",
                 where=traceback.format_exc(limit=-2))
-        return 1
+        code = 1
+    os._exit(code)
 
 
 def _build(plan: _Plan) -> None:

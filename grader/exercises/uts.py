@@ -56,13 +56,22 @@ def start_sleeping(trial: Trial, hostname: str, then: str = 'echo "done $0"') ->
 
 
 def wake(pid: int, timeout: float = 5) -> None:
-    """End the sleep of the COMMAND with PID, so that it goes on to its end."""
+    """End the sleep of the COMMAND with PID, so that it goes on to its end.
+
+    Only once the child runs sleep(1): between fork and exec it is still a
+    copy of the shell, whose SIGINT handler would swallow the signal.
+    SIGINT, because a shell reports no other signal's death of a child as
+    quietly ("Terminated" would land in the transcript).
+    """
     deadline = time.monotonic() + timeout
-    while not (sleepers := observe.children(pid)) and time.monotonic() < deadline:
-        time.sleep(0.01)  # the shell may not have started sleep(1) yet
-    for child in sleepers:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signal.SIGTERM)
+    while time.monotonic() < deadline:
+        sleepers = [c for c in observe.children(pid) if observe.cmdline(c) == ["sleep", "60"]]
+        if sleepers:
+            for child in sleepers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGINT)
+            return
+        time.sleep(0.01)
 
 
 @exercise.check(1, "runs COMMAND")
