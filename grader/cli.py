@@ -73,6 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("grader: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug of ours: one line, the traceback on request
+        if os.environ.get("NSLAB_GRADER_DEBUG"):
+            raise
+        print(f"grader: internal error ({type(e).__name__}: {e}); set NSLAB_GRADER_DEBUG=1 "
+              "for the traceback, and please report it", file=sys.stderr)
+        return EXIT_USAGE
 
 
 # grader list ----------------------------------------------------------------------
@@ -100,6 +106,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown exercise {', '.join(unknown)} (known: {', '.join(known)})")
     if args.jobs < 1:
         raise UsageError("-j needs a number of students to grade at a time, 1 or more")
+    for target in (args.output, args.csv):
+        if target is not None and not target.resolve().parent.is_dir():
+            raise UsageError(f"cannot write {target}: there is no folder {target.resolve().parent}")
     if args.class_dir is not None:
         return check_class(args, known)
     if args.jobs != 1:
@@ -120,7 +129,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     check_environment(exercises)
     student = _student_name(args.student, workspace)
     with Progress([student], exercises) as progress:
-        report = grade(student, workspace, exercises, hidden_paths(workspace), progress.advancer(student))
+        # The workspace's parent may hold other students' workspaces: hidden too.
+        hide = hidden_paths(workspace, workspace.parent)
+        report = grade(student, workspace, exercises, hide, progress.advancer(student))
     write_reports([report], exercises, args)
     return EXIT_PASSED if report.passed else EXIT_FAILED
 
@@ -157,7 +168,10 @@ def write_reports(reports, exercises, args: argparse.Namespace, whole_class: boo
     names = [e.name for e in exercises]
     if args.csv:
         _write(args.csv, fmt.to_csv(reports, names))
-    out = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115 - closed below
+    try:
+        out = open(args.output, "w") if args.output else sys.stdout  # closed below
+    except OSError as e:
+        raise UsageError(f"cannot write {args.output}: {e.strerror}") from None
     try:
         rich = out is sys.stdout and sys.stdout.isatty()
         if args.format == "json":

@@ -356,6 +356,40 @@ def spawn_in(group: Cgroup, target: Callable[..., object] | Sequence[str],
     return spawn(join_then_run, namespaces, args=args, **options)
 
 
+def namespace_views(group: Cgroup) -> dict[str, str]:
+    """/proc/PID/cgroup of a process in GROUP with a cgroup namespace of its own,
+    as the process itself reads it ("inside": GROUP is "/") and as we read
+    it ("outside": the path from the root of each hierarchy).
+    """
+    inside_r, inside_w = os.pipe2(os.O_CLOEXEC)
+    done_r, done_w = os.pipe2(os.O_CLOEXEC)
+
+    def report_then_wait() -> int:
+        os.close(inside_r)
+        os.close(done_w)
+        with open("/proc/self/cgroup", "rb") as f:
+            os.write(inside_w, f.read())
+        os.close(inside_w)
+        os.read(done_r, 1)  # stay in the group until the parent has looked at us
+        return 0
+
+    try:
+        child = spawn_in(group, report_then_wait)
+    finally:
+        os.close(inside_w)
+        os.close(done_r)
+    try:
+        inside = b""
+        while chunk := os.read(inside_r, 65536):
+            inside += chunk
+        outside = _read(f"/proc/{child.pid}/cgroup")
+    finally:
+        for fd in (inside_r, done_w):
+            os.close(fd)
+        child.wait()
+    return {"inside": inside.decode(), "outside": outside}
+
+
 # Files ------------------------------------------------------------------------
 
 def _read(path: str) -> str:

@@ -84,6 +84,7 @@ def test_a_class_is_graded_in_parallel_with_a_csv_line_per_student(tmp_path):
     (["check", "-j", "2"], ["use it with --class"]),
     (["check", "--class", str(KIT / "solutions"), "--format", "gradescope"], ["one submission"]),
     (["frobnicate"], ["invalid choice"]),
+    (["check", "--output", "/nonexistent/dir/report.txt"], ["cannot write", "no folder"]),
 ])
 def test_usage_errors_exit_2_and_say_what_to_do(args, words):
     out = grader(*args)

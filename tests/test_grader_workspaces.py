@@ -127,6 +127,18 @@ def test_a_huge_folder_is_not_copied(tmp_path):
     assert_all_failed_saying(grade_uts(ws), Status.ERROR, "64 MiB")
 
 
+def test_a_hostile_solution_fails_and_the_grader_goes_on(tmp_path):
+    hostile = ("#!/bin/bash\nkill -9 -1\nsetsid sleep 300 &\n"
+               "bomb() { bomb | bomb & }; bomb\nexec sleep 300\n")
+    result = grade_uts(workspace_with(tmp_path, hostile))
+    assert result.score == 0
+    assert {c.status for c in result.checks} <= {Status.TIMEOUT, Status.SKIPPED, Status.FAILED}
+    kit = Path(__file__).resolve().parent.parent
+    after = grade_uts(kit / "solutions")
+    assert after.score == after.max_score
+    # and the leak check of conftest.py finds no process, cgroup or mount left
+
+
 @pytest.mark.parametrize("folder", ["exercises"])
 def test_the_starter_scores_zero_with_messages_that_point_to_the_todos(folder):
     kit = Path(__file__).resolve().parent.parent
