@@ -20,7 +20,7 @@ reads; it does not leave a mess in the jail or mounts behind).
 The start is done by a *warden* (below): the sandbox's hook forks, the
 child is chrooted and runs the solution, the parent waits for it and stays,
 so that the grader can compare the sandbox before and after the solution.
-The jail exercise (grader/exercises/jail.py) and pid1 use the warden too.
+The jail exercise (grader/exercises/jail.py) uses the warden too.
 
 See chroot(2), chroot(8), chdir(2), path_resolution(7) (why ".." stops at
 the process's root and nowhere else), mount_namespaces(7), proc(5).
@@ -89,6 +89,7 @@ class Warden:
         self.orders_r, self.orders_w = os.pipe2(os.O_CLOEXEC)  # grader -> sandbox
         self.pid: int | None = None  # the warden, as the grader numbers it
         self.exit: Exit | None = None
+        self._ready = False
         self._events = b""
         self._sandbox_ends_open = True
 
@@ -191,17 +192,10 @@ class Warden:
                               expected=what, seen=run.transcript.tail(), hint=hint)
 
     def _poll_events(self) -> None:
-        while select.select([self.events_r], [], [], 0)[0]:
-            chunk = os.read(self.events_r, 4096)
-            if not chunk:
-                return
-            self._events += chunk
-        while (line := self._pop_event()) is not None:
-            word, _, rest = line.partition(" ")
-            if word == "error":
-                raise RuntimeError(rest)
-            if word == "exit":
-                self.exit = Exit.from_wait_status(int(rest))
+        if select.select([self.events_r], [], [], 0)[0]:
+            self._read_events()
+        else:
+            self._check_warden()
 
     def finished(self, run: Session, timeout: float = 10) -> Exit:
         """Wait for the solution to end, reading its output; the sandbox stays as it left it."""
@@ -235,45 +229,59 @@ class Warden:
             os.close(self.orders_r)
 
     def _next_event(self, kind: str, run: Session, timeout: float) -> None:
-        """Read events until one of KIND arrives, reading the solution's output meanwhile."""
+        """Read events until one of KIND ("ready", "exit") came, and the solution's output meanwhile."""
         deadline = time.monotonic() + timeout
         terminal: int | None = run.term.child_fd
-        while True:
-            line = self._pop_event()
-            if line is not None:
-                word, _, rest = line.partition(" ")
-                if word == "error":
-                    raise RuntimeError(rest)
-                if word == "exit":
-                    self.exit = Exit.from_wait_status(int(rest))
-                if word == kind:
-                    _drain(run)
-                    return
-                continue
+        while not (self._ready if kind == "ready" else self.exit is not None):
             left = deadline - time.monotonic()
+            if left <= 0 and kind == "ready":
+                raise RuntimeError(f"the grader waited {timeout:g} s for the sandbox to be ready")
             if left <= 0:
-                what = "the sandbox to be ready" if kind == "ready" else "the solution to end"
-                if kind == "ready":
-                    raise RuntimeError(f"the grader waited {timeout:g} s for {what}")
                 raise Timeout(f"the solution did not end within {timeout:g} s",
                               seen=run.transcript.tail(),
                               hint="it must end by itself once it has done its work")
             watched = [self.events_r] + ([terminal] if terminal is not None else [])
-            ready, _, _ = select.select(watched, [], [], left)
+            ready, _, _ = select.select(watched, [], [], min(left, 0.5))
             if terminal in ready and not _read_output(run):
                 terminal = None  # end of file: nobody holds the terminal any more
             if self.events_r in ready:
-                chunk = os.read(self.events_r, 4096)
-                if not chunk:
-                    raise RuntimeError("the sandbox ended before the warden reported")
-                self._events += chunk
+                self._read_events()
+            elif not ready:
+                self._check_warden()
+        if kind == "exit":
+            _drain(run)
 
-    def _pop_event(self) -> str | None:
-        line, newline, rest = self._events.partition(b"\n")
-        if not newline:
-            return None
-        self._events = rest
-        return line.decode()
+    def _read_events(self) -> None:
+        chunk = os.read(self.events_r, 4096)
+        if not chunk:  # every copy of the pipe is closed: the sandbox is gone
+            self._check_warden()
+            raise RuntimeError("the sandbox ended before the grader's warden reported")
+        self._events += chunk
+        while True:
+            line, newline, rest = self._events.partition(b"\n")
+            if not newline:
+                return
+            self._events = rest
+            word, _, detail = line.decode().partition(" ")
+            if word == "error":
+                raise RuntimeError(detail)
+            self._ready = self._ready or word == "ready"
+            if word == "exit":
+                self.exit = Exit.from_wait_status(int(detail))
+
+    def _check_warden(self) -> None:
+        """A warden that is gone without a word was killed: by the solution, inside the sandbox."""
+        if self.pid is None or self.exit is not None:
+            return
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            state = "gone"
+        if state in ("Z", "X", "gone"):
+            raise Fail("the run was cut short: the process of the grader's that started the "
+                       "solution and waits for it was killed",
+                       hint="kill only processes that you started (not kill -1, not every PID)")
 
 
 def _read_output(run: Session) -> bool:
