@@ -195,6 +195,8 @@ def spawn(
                    hostname=hostname, domainname=domainname, propagation=propagation,
                    time_offsets=time_offsets, env=env)
 
+    # The child waits for the parent only if the parent has maps to write.
+    handshake = bool(flags & NEWUSER and (map_root or uid_map or gid_map))
     status_r, status_w = os.pipe2(os.O_CLOEXEC)  # child -> parent
     go_r, go_w = os.pipe2(os.O_CLOEXEC)  # parent -> child
     parent = os.getpid()
@@ -204,7 +206,7 @@ def spawn(
         os.close(status_r)
         os.close(go_w)
         try:
-            _child(parent, flags, status_w, go_r, propagation=propagation,
+            _child(parent, flags, status_w, go_r, handshake=handshake, propagation=propagation,
                    time_offsets=time_offsets, hostname=hostname, domainname=domainname,
                    mount_proc=mount_proc, stdio=(stdin, stdout, stderr), cwd=cwd)
             if callable(target):
@@ -273,7 +275,7 @@ def _check_options(flags: int, target, *, map_root, uid_map, gid_map, hostname, 
         raise TypeError("env must be a dict")
 
 
-def _child(parent: int, flags: int, status_w: int, go_r: int, *, propagation, time_offsets,
+def _child(parent: int, flags: int, status_w: int, go_r: int, *, handshake, propagation, time_offsets,
            hostname, domainname, mount_proc, stdio, cwd) -> None:
     """The child's steps between fork() and exec, in the order the kernel needs them."""
     # Die with the parent, so that a crashed notebook leaves no namespace behind.
@@ -285,7 +287,7 @@ def _child(parent: int, flags: int, status_w: int, go_r: int, *, propagation, ti
         os._exit(1)
     if flags:
         syscalls.unshare(flags)
-    if flags & NEWUSER:
+    if handshake:
         _send(status_w, ("U", None))
         if os.read(go_r, 1) != b"g":  # EOF: the parent gave up
             os._exit(1)
@@ -389,7 +391,7 @@ def _fork_and_wait(status_w: int) -> None:
     """Fork the process that enters the new PID/time namespace; wait for it here.
 
     Returns only in the grandchild.  The middle process reports the
-    grandchild's PID, waits, and ends the way the grandchild ended.
+    grandchild's PID, passes signals on to it, and ends the way it ended.
     """
     pid = os.fork()
     if pid == 0:
@@ -399,11 +401,7 @@ def _fork_and_wait(status_w: int) -> None:
         # Keep no descriptor of the caller's: a copy of a pipe's write end here
         # would keep the target from ever reading EOF on it.
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-        # Signals sent to the middle process (a terminal's ^C) go on to the target.
-        for sig in FORWARDED_SIGNALS:
-            signal.signal(sig, lambda s, _f: os.kill(pid, s))
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)  # if the caller held them
-        _, status = os.waitpid(pid, 0)
+        status = _forward_signals_until_exit(pid)
         if os.WIFSIGNALED(status):  # die of the same signal, as unshare --fork does
             sig = os.WTERMSIG(status)
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the target dumped core already
@@ -416,7 +414,30 @@ def _fork_and_wait(status_w: int) -> None:
         os._exit(1)  # never return into the child's code from here
 
 
+def _forward_signals_until_exit(pid: int) -> int:
+    """Pass signals sent to us (a terminal's ^C) on to PID until it ends; return its wait status.
+
+    An init's loop, as in tini: block the signals and take them one at a time
+    with sigwaitinfo(2), SIGCHLD among them, so that no Python handler ever
+    runs here (each one would copy pages shared with the parent).  A SIGCHLD
+    that came before the block is not lost: waitpid(WNOHANG) comes first.
+    """
+    wanted = (*FORWARDED_SIGNALS, signal.SIGCHLD)
+    signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    while True:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+        if reaped:
+            return status
+        sig = signal.sigwaitinfo(wanted).si_signo
+        if sig != signal.SIGCHLD:
+            os.kill(pid, sig)
+
+
 def _exit_with(target: Callable[..., object], args: Sequence[object]) -> None:
+    """Call TARGET(*ARGS) in the child and exit with its code (an int result, or 0)."""
+    # The target starts with no signal blocked, whatever our caller held back
+    # while it started us (labkit run does, so that no signal slips past it).
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
     code = 0
     try:
         result = target(*args)

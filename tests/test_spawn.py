@@ -460,6 +460,20 @@ def test_a_command_gets_default_signal_dispositions():
     assert int(ignored["SigBlk"], 16) == 0
 
 
+def test_a_function_starts_with_no_signal_blocked_even_if_the_caller_blocks_some():
+    def blocked_mask() -> int:
+        with open("/proc/self/status") as f:
+            return int(next(line for line in f if line.startswith("SigBlk:")).split()[1], 16)
+
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM, signal.SIGUSR1])
+    try:
+        assert blocked_mask() != 0  # the test itself holds them back
+        assert run(blocked_mask, namespaces="uts") == 0
+        assert run(blocked_mask, namespaces="pid") == 0  # through the middle process too
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def test_buffered_output_of_the_parent_is_not_repeated_by_the_child():
     code = ("import sys\nfrom labkit.spawn import run\n"
             "sys.stdout.write('written once\\n')\n"  # block-buffered: stdout is a pipe
