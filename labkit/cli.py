@@ -5,6 +5,7 @@
     labkit run [-umpniUCT] -- CMD     CMD in new namespaces, as unshare(1)
     labkit enter PID [-a] -- CMD      CMD in PID's namespaces, as nsenter(1)
     labkit container ROOTFS -- CMD    CMD in a small container (labkit.container)
+    labkit demo LESSON [--auto]       play a lesson in tmux panes, for a talk
     labkit flags MASK                 0x04000000 -> CLONE_NEWUTS, and back
 
 Modules are imported by the subcommand that needs them, so that the command
@@ -15,8 +16,8 @@ exit non-zero; they never print a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
-import signal
 import sys
 
 # (short option, long option, namespace type) in unshare(1)'s spelling.
@@ -40,11 +41,25 @@ def _selected(args: argparse.Namespace) -> list[str]:
     return [name for _, _, name in NS_OPTIONS if getattr(args, f"ns_{name}")]
 
 
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    """argparse's help formatter, told the terminal's width.
+
+    Left to find the width itself, HelpFormatter imports shutil (and with it
+    bz2 and lzma) at the first add_argument(): milliseconds at every start.
+    """
+    try:
+        width = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size().columns
+    except (ValueError, OSError):
+        width = 80
+    return argparse.HelpFormatter(prog, width=width - 2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labkit", description="A Linux namespaces lab kit.",
-        epilog="See `labkit COMMAND --help`, and namespaces(7).")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+        epilog="See `labkit COMMAND --help`, and namespaces(7).", formatter_class=_formatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=functools.partial(
+        argparse.ArgumentParser, formatter_class=_formatter))
 
     sub.add_parser("check", help="what this machine supports (like lxc-checkconfig)",
                    description="Check each namespace type, rootless mode, limits, cgroups and tools.")
@@ -95,10 +110,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wire a veth pair to the host side, e.g. 10.200.1.1/24,10.200.1.2/24")
     p.add_argument("argv", nargs="*", metavar="COMMAND", help="command and arguments (default: /bin/sh)")
 
+    p = sub.add_parser("demo", help="play a lesson's demo in the terminal (tmux panes)",
+                       description="Play a lesson for a talk: each step shows its command "
+                       "and output and waits for Enter; --auto runs unattended.")
+    add_demo_arguments(p)
+
     p = sub.add_parser("flags", help="decode or encode a CLONE_NEW* mask",
                        description="Decode a mask as seen in strace (0x04020000) or encode names (mnt,uts).")
     p.add_argument("mask", metavar="MASK", help="a number (0x4000000, 67108864) or names (CLONE_NEWUTS|mnt)")
     return parser
+
+
+def add_demo_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `labkit demo` (labkit.demo plays it; its module loads only then)."""
+    p.add_argument("lesson", nargs="?", metavar="LESSON",
+                   help="a lesson (uts, overview, 02, 02-uts) or a .demo file; none: list them")
+    p.add_argument("--auto", action="store_true", help="go on without waiting for Enter")
+    p.add_argument("--delay", type=float, default=1.5, metavar="SECS",
+                   help="with --auto: pause after each step (default 1.5)")
+    p.add_argument("--socket", metavar="NAME", help="tmux socket name (default: nslab-demo-PID)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        import signal
+
         # The reader has gone (labkit check | head -1).  Point stdout at /dev/null
         # so that Python's flush at exit does not complain, and end as a shell tool would.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -170,6 +202,11 @@ def cmd_container(args: argparse.Namespace) -> int:
     return container_command(args)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import demo_command
+    return demo_command(args)
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     from .listing import ls_command
     return ls_command(args)
@@ -179,7 +216,7 @@ def _command_line(argv: list[str]) -> list[str]:
     return argv or [os.environ.get("SHELL") or "/bin/sh"]
 
 
-def _run_as_shell(start) -> int:
+def run_as_shell(start) -> int:
     """Start a child with START() and wait for it as a shell does; 128+N for signal N.
 
     ^C and ^\\ from the terminal reach the child directly (it is in our
@@ -187,6 +224,8 @@ def _run_as_shell(start) -> int:
     are passed on.  They are held back while the child starts, so that none
     arrives before the handler that passes it on.
     """
+    import signal  # here, not at the top: its enums cost every start of labkit a millisecond
+
     from .spawn import FORWARDED_SIGNALS
 
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
@@ -212,7 +251,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ValueError("--monotonic and --boottime need a new time namespace: add -T")
     if (args.hostname is not None or args.domainname is not None) and "uts" not in namespaces:
         raise ValueError("--hostname and --domainname need a new UTS namespace: add -u")
-    return _run_as_shell(lambda: spawn(
+    return run_as_shell(lambda: spawn(
         _command_line(args.argv), namespaces, map_root=args.map_root or None,
         hostname=args.hostname, domainname=args.domainname, mount_proc=args.mount_proc,
         propagation=args.propagation, time_offsets=offsets or None))
@@ -224,11 +263,11 @@ def cmd_enter(args: argparse.Namespace) -> int:
     namespaces = "all" if args.all else _selected(args)
     if not namespaces:
         raise ValueError("say which namespaces to enter (-u, -m, -p, -n, -i, -U, -C, -T) or -a for all")
-    return _run_as_shell(lambda: enter(args.pid, namespaces, _command_line(args.argv)))
+    return run_as_shell(lambda: enter(args.pid, namespaces, _command_line(args.argv)))
 
 
 COMMANDS = {"check": cmd_check, "ls": cmd_ls, "run": cmd_run, "enter": cmd_enter,
-            "container": cmd_container, "flags": cmd_flags}
+            "container": cmd_container, "demo": cmd_demo, "flags": cmd_flags}
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -239,14 +239,13 @@ def parse_veth(text: str) -> tuple[str, str]:
 
 def container_command(args: argparse.Namespace) -> int:
     """The `labkit container` subcommand: run, wait like a shell, return the exit status."""
-    from .cli import _wait_as_shell
+    from .cli import run_as_shell
     from .output import error
 
     try:
         veth = parse_veth(args.veth) if args.veth else None
-        child = start(args.rootfs, args.argv or ["/bin/sh"], hostname=args.hostname,
-                      user=args.user, veth=veth)
+        return run_as_shell(lambda: start(args.rootfs, args.argv or ["/bin/sh"],
+                                          hostname=args.hostname, user=args.user, veth=veth))
     except (OSError, ValueError) as e:
         error(str(e))
         return 1
-    return _wait_as_shell(child)

@@ -316,12 +316,9 @@ def require_new_namespace(tmux: Tmux, pane: str, nstype: str) -> None:
 # The command ---------------------------------------------------------------------------
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("lesson", nargs="?", metavar="LESSON",
-                   help="a lesson (uts, overview, 02, 02-uts) or a .demo file; none: list them")
-    p.add_argument("--auto", action="store_true", help="go on without waiting for Enter")
-    p.add_argument("--delay", type=float, default=1.5, metavar="SECS",
-                   help="with --auto: pause after each step (default 1.5)")
-    p.add_argument("--socket", metavar="NAME", help="tmux socket name (default: nslab-demo-PID)")
+    """The options of `labkit demo`, defined once, in labkit.cli."""
+    from .cli import add_demo_arguments
+    add_demo_arguments(p)
 
 
 def register(subparsers) -> argparse.ArgumentParser:
