@@ -85,8 +85,12 @@ def hostname_of(pid: int) -> str:
     ``nsenter -t PID -u hostname`` does, a child process calls setns(2) on
     /proc/PID/ns/uts and reads its own hostname.  If PID's user namespace is
     not ours, the child joins it first: setns(2) on a UTS namespace needs
-    CAP_SYS_ADMIN in the user namespace that owns it.
+    CAP_SYS_ADMIN in the user namespace that owns it.  If PID is in our own
+    UTS namespace we just read ours: setns(2) wants that capability even to
+    "join" the namespace one is already in, which a normal user lacks.
     """
+    if Namespace.of(pid, "uts") == Namespace.of("self", "uts"):
+        return hostname()
     return run_in(pid, _join_list(pid), hostname)
 
 

@@ -127,3 +127,17 @@ def test_two_shells_demo_rootless(unprivileged):
     assert out["demo"]["host_hostname"] == sh("hostname")
     assert out["nsenter"] == "rootless", out["err"]
     assert out["link"].startswith("uts:[") and out["link"] != host_uts
+
+
+def test_hostname_of_a_process_in_our_own_namespace_needs_no_privilege(unprivileged):
+    # setns(2) into one's own UTS namespace still wants CAP_SYS_ADMIN; reading needs none.
+    r = unprivileged.python_code(
+        "import os, subprocess\n"
+        "from labkit import uts\n"
+        "p = subprocess.Popen(['sleep', '30'])\n"
+        "try:\n"
+        "    print(uts.hostname_of(p.pid))\n"
+        "finally:\n"
+        "    p.kill(); p.wait()\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == sh("hostname")
