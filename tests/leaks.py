@@ -19,6 +19,7 @@ import subprocess
 import time
 
 PR_SET_CHILD_SUBREAPER = 36
+NAMESPACE_TYPES = {"cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"}
 # Cgroups made by labkit and the grader start with $NSLAB_CGROUP_PREFIX (default
 # "nslab"); the test session sets a prefix of its own, so that two test runs on
 # one machine do not see each other's cgroups as leaks.
@@ -78,6 +79,19 @@ def _namespaces_of(pids) -> set[str]:
                 held.add(os.readlink(f"/proc/{pid}/ns/{name}"))
         except OSError:
             continue
+    return held
+
+
+def _namespace_fds() -> set[str]:
+    """Namespaces the test runner itself holds open (an fd on a /proc/PID/ns file)."""
+    held = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.partition(":[")[0] in NAMESPACE_TYPES:  # e.g. uts:[4026531838]
+            held.add(f"fd {fd} -> {target}")
     return held
 
 
@@ -146,6 +160,7 @@ def snapshot() -> dict[str, set[str]]:
     return {
         "processes": {f"{pid} {comm}" for pid, comm in procs.items()},
         "namespaces": _namespaces_of(procs) - _namespaces_of([os.getpid()]),
+        "namespace fds of the test runner": _namespace_fds(),
         "mounts": _mounts(),
         "netns files (/run/netns)": _netns(),
         "veth devices": _veths(),

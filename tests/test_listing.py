@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
+import tools
 
 from labkit.join import enter
 from labkit.namespace import Namespace
@@ -36,7 +37,7 @@ def labkit_ls(*args: str) -> subprocess.CompletedProcess:
 
 
 def lsns(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["lsns", *args], capture_output=True, text=True, timeout=60)
+    return tools.lsns(*args)
 
 
 def parsed(r: subprocess.CompletedProcess) -> list[dict]:
@@ -326,7 +327,7 @@ def test_rootless_listing_shows_only_the_users_own_namespaces(unprivileged):
                    "the sleeper")
         own = {t: inode(sleeper.pid, t) for t in ("user", "uts", "ipc", "mnt")}
         ours = by_inode(parsed(unprivileged.labkit("ls", "--json")))
-        theirs = by_inode(parsed(unprivileged.run(["lsns", "--json", "-o", COLUMNS])))
+        theirs = by_inode(parsed(tools.lsns("--json", "-o", COLUMNS, run=unprivileged.run)))
     name = ours[own["user"]]["user"]
     for nstype in ("user", "uts", "ipc"):
         entry = ours[own[nstype]]

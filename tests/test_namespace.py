@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import pytest
+import tools
 
 from labkit import syscalls
 from labkit.errors import NamespaceError
@@ -26,9 +27,7 @@ def readlink(pid: int | str, name: str) -> str:
 
 
 def lsns(*args: str) -> list[dict]:
-    out = subprocess.run(["lsns", "--json", "--list", *args], capture_output=True, text=True,
-                         check=True).stdout
-    return json.loads(out)["namespaces"]
+    return json.loads(tools.lsns("--json", "--list", *args, check=True).stdout)["namespaces"]
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import tools
 
 from labkit import pid
 from labkit.errors import NamespaceLimitError
@@ -106,8 +107,7 @@ def test_nested_namespaces_give_one_pid_per_level_and_a_parent_chain():
             assert len(chain) == 3
             assert chain[-1] == Namespace.of("self", "pid")
             # lsns(8) shows the same tree: each namespace's PNS is the next one up.
-            lsns = subprocess.run(["lsns", "-t", "pid", "-n", "-o", "NS,PNS"],
-                                  capture_output=True, text=True, check=True).stdout
+            lsns = tools.lsns("-t", "pid", "-n", "-o", "NS,PNS", check=True).stdout
             parent_of = {int(ns): int(pns) for ns, pns in (line.split() for line in lsns.splitlines())}
             level = Namespace.of(deepest, "pid")
             for parent in chain:

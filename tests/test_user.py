@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import tools
 
 from labkit import spawn, user
 from labkit.errors import MapRuleError
@@ -65,7 +66,7 @@ def test_unprivileged_user_namespace_is_created_without_privilege_and_starts_unm
     with held_by_nobody(unprivileged, UNMAPPED_CHILD) as pid:
         assert read(f"/proc/{pid}/uid_map") == ""
         assert read(f"/proc/{pid}/gid_map") == ""
-        ns = sh("lsns", "-n", "-r", "-t", "user", "-o", "NS", "-p", str(pid))
+        ns = tools.lsns("-n", "-r", "-t", "user", "-o", "NS", "-p", str(pid), check=True).stdout.strip()
         assert int(ns) != os.stat("/proc/self/ns/user").st_ino
         assert sh("stat", "-L", "-c", "%u", f"/proc/{pid}") == str(unprivileged.uid)
 
@@ -213,8 +214,8 @@ def test_other_namespace_types_need_cap_sys_admin_without_a_user_namespace(unpri
 def test_every_other_type_is_created_without_root_and_owned_by_the_new_user_namespace(unprivileged):
     code = "from labkit.user import start_owning_all\nchild = start_owning_all(['sleep', '60'])"
     with held_by_nobody(unprivileged, code) as pid:
-        rows = [line.split() for line in
-                sh("lsns", "-n", "-r", "-o", "NS,TYPE,ONS", "-p", str(pid)).splitlines()]
+        listed = tools.lsns("-n", "-r", "-o", "NS,TYPE,ONS", "-p", str(pid), check=True).stdout
+        rows = [line.split() for line in listed.strip().splitlines()]
         by_type = {kind: (int(ns), int(owner)) for ns, kind, owner in rows}
         userns = by_type.pop("user")[0]
         assert userns != os.stat("/proc/self/ns/user").st_ino
