@@ -74,12 +74,12 @@ test: setup
 		echo "           systems in them and runs some tests as another user. Run 'sudo make test'."; \
 		exit 2; fi
 	@echo "==> ruff"
-	@$(VENV)/bin/ruff check labkit grader tests bench
+	@$(VENV)/bin/ruff check labkit grader tests bench lessons/lab.py lessons/build.py
 	@echo "==> pytest (the whole suite; every test runs in namespaces of its own)"
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
-	@$(VENV)/bin/ruff check labkit grader tests bench
+	@$(VENV)/bin/ruff check labkit grader tests bench lessons/lab.py lessons/build.py
 
 bench: setup
 	@echo "==> bench/ns_ops.py"
