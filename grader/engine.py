@@ -29,6 +29,7 @@ holds a Makefile): a folder that is missing, or has no executable
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -224,12 +225,18 @@ class Staging:
         if not self.source.is_dir():
             return SolutionError(f"there is no folder {name}/ in the workspace {self.source.parent}",
                                  hint=f"create {name}/solution, an executable file (see EXERCISES.md)")
-        size = sum(p.lstat().st_size for p in self.source.rglob("*"))
+        size = _folder_size(self.source)
         if size > MAX_FOLDER_BYTES:
             return SolutionError(f"the folder {name}/ holds {size // 2**20} MiB; the grader copies "
                                  f"at most {MAX_FOLDER_BYTES // 2**20} MiB",
                                  hint="remove build products and data files from the folder")
-        shutil.copytree(self.source, self.folder, symlinks=True)
+        try:
+            shutil.copytree(self.source, self.folder, symlinks=True)  # links stay links
+        except (OSError, shutil.Error) as e:
+            first = e.args[0][0][2] if isinstance(e, shutil.Error) and e.args[0] else str(e)
+            return SolutionError(f"the grader could not copy the folder {name}/", seen=first,
+                                 hint="keep only regular files and folders that you can read in it "
+                                      "(no named pipes, no unreadable files)")
         return None
 
     def _build(self) -> Fail | None:
@@ -266,6 +273,16 @@ class Staging:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def _folder_size(folder: Path) -> int:
+    """Bytes in FOLDER, not following symbolic links (a link to / would be the whole disk)."""
+    total = 0
+    for here, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(here, name)).st_size
+    return total
+
+
 def _check_interpreter(solution: Path, hide: Sequence[str]) -> Fail | None:
     """A #! line naming a program that the sandbox will not have gives a clear message now."""
     with open(solution, "rb") as f:
@@ -297,7 +314,16 @@ def grade_exercise(exercise: Exercise, folder: Path, hide: Sequence[str] = (),
                    on_result: Callable[[CheckResult], None] | None = None) -> ExerciseResult:
     """Run every check of EXERCISE on the solution in FOLDER."""
     result = ExerciseResult(exercise.name, exercise.title)
-    staging = Staging(exercise, folder, hide)
+    try:
+        staging = Staging(exercise, folder, hide)
+    except Exception as e:  # noqa: BLE001 - a grader bug must not stop the other exercises
+        if os.environ.get("NSLAB_GRADER_DEBUG"):
+            traceback.print_exc(file=sys.stderr)
+        problem = SolutionError("the grader could not prepare this exercise, which is not your "
+                                f"fault; please tell your instructor ({type(e).__name__})")
+        for check in exercise.checks:
+            result.checks.append(_result(check, problem.status, 0, problem.feedback()))
+        return result
     try:
         done: dict[Check, CheckResult] = {}
         for check in exercise.checks:

@@ -127,6 +127,20 @@ def test_a_huge_folder_is_not_copied(tmp_path):
     assert_all_failed_saying(grade_uts(ws), Status.ERROR, "64 MiB")
 
 
+def test_a_named_pipe_in_the_folder_is_named_not_waited_for(tmp_path):
+    ws = workspace_with(tmp_path, "#!/bin/sh\nexit 0\n")
+    os.mkfifo(ws / "uts" / "fifo")
+    assert_all_failed_saying(grade_uts(ws), Status.ERROR, "could not copy", "named pipe")
+
+
+def test_a_link_to_the_root_in_the_folder_stays_a_link(tmp_path):
+    kit = Path(__file__).resolve().parent.parent
+    ws = workspace_with(tmp_path, (kit / "solutions" / "uts" / "solution").read_text())
+    (ws / "uts" / "everything").symlink_to("/")
+    result = grade_uts(ws)
+    assert result.score == result.max_score
+
+
 def test_a_hostile_solution_fails_and_the_grader_goes_on(tmp_path):
     hostile = ("#!/bin/bash\nkill -9 -1\nsetsid sleep 300 &\n"
                "bomb() { bomb | bomb & }; bomb\nexec sleep 300\n")
