@@ -53,10 +53,10 @@ from labkit import syscalls
 from .. import observe
 from ..engine import Exercise, Trial
 from ..feedback import Fail
-from ..sandbox import Limits, Session, signal_name
+from ..session import Session, signal_name
 from .escape import SCRATCH, Warden, differences, in_sandbox, mount_table
 
-exercise = Exercise("jail", "a jail that holds", tools=("busybox",), limits=Limits(wall=30))
+exercise = Exercise("jail", "a jail that holds", tools=("busybox",))
 
 HINT_EXEC = ("after the jail is built, exec COMMAND with its arguments as they are (os.execvp), "
              "looked up in the new root")
@@ -116,7 +116,7 @@ class Jail:
         return self.command_pid
 
     def expect(self, pattern: str, what: str, hint: str = HINT_EXEC) -> None:
-        self.warden.expect(self.run, pattern, timeout=10, what=what, hint=hint)
+        self.warden.expect(self.run, pattern, timeout=5, what=what, hint=hint)
 
     def release(self) -> None:
         """Let the holding COMMAND end, and wait for the solution."""
