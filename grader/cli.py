@@ -226,12 +226,13 @@ def check_environment(exercises: Sequence) -> None:
     if absent:
         raise UsageError(f"missing program(s) {', '.join(absent)}: install them "
                          "(sudo make setup installs every package the lab needs)")
-    from labkit.cgroup import layout
+    from labkit.cgroup import layout, remove_stale
 
     where = layout()
     if not (where.home_of("pids") and where.home_of("memory")):
         raise UsageError("the grader needs the pids and memory cgroup controllers to bound "
                          "solutions, and this machine mounts none (see /proc/self/mountinfo)")
+    remove_stale()  # what a grader killed in the middle of a run left behind
 
 
 # grader selftest -------------------------------------------------------------------

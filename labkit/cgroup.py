@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import signal
 import time
@@ -329,6 +330,29 @@ class Cgroup:
 
     def __repr__(self) -> str:
         return f"<Cgroup {self.name} {sorted(self.dirs)}>"
+
+
+def remove_stale() -> list[str]:
+    """Remove empty cgroups left by our processes that have died (killed before cleaning up).
+
+    Only names of the form PREFIX-PID-XXXXXX (what create() makes) whose
+    PID no longer exists are touched; returns the directories removed.
+    """
+    where, removed = layout(), []
+    homes = {where.unified, *where.v1.values()} - {None}
+    pattern = re.compile(rf"{re.escape(prefix())}-(\d+)-[0-9a-f]{{6}}")
+    for home in homes:
+        for name in os.listdir(home):
+            m = pattern.fullmatch(name)
+            if not m or os.path.exists(f"/proc/{m.group(1)}"):
+                continue
+            try:
+                for here, _, _ in sorted(os.walk(f"{home}/{name}"), key=lambda w: -w[0].count("/")):
+                    os.rmdir(here)
+                removed.append(f"{home}/{name}")
+            except OSError:
+                pass  # not empty: a process still lives in it; leave it to its owner
+    return removed
 
 
 # A process in a cgroup and its own cgroup namespace --------------------------

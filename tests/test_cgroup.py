@@ -179,6 +179,25 @@ def test_memberships_parse_every_line_of_proc_self_cgroup():
         assert line == f"{m.hierarchy}:{','.join(m.controllers)}:{m.path}"
 
 
+def test_remove_stale_takes_only_empty_cgroups_of_dead_owners():
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    prefix = os.environ["NSLAB_CGROUP_PREFIX"]
+    homes = {h for h in (cgroup.layout().unified, *cgroup.layout().v1.values()) if h}
+    home = sorted(homes)[0]
+    stale, alive = f"{home}/{prefix}-{gone.pid}-abcdef", f"{home}/{prefix}-{os.getpid()}-abcdef"
+    os.mkdir(stale)
+    os.mkdir(alive)
+    try:
+        removed = cgroup.remove_stale()
+        assert stale in removed and not os.path.exists(stale)
+        assert os.path.isdir(alive)
+    finally:
+        for path in (stale, alive):
+            if os.path.exists(path):
+                os.rmdir(path)
+
+
 @pytest.mark.rootless
 def test_an_unprivileged_user_gets_a_teaching_error(unprivileged):
     out = unprivileged.python_code(textwrap.dedent("""
