@@ -22,8 +22,9 @@ outside, where every process of the namespace has a PID of the grader's:
   solution is PID 1 of its namespace (the last NSpid).
 * Zombies: COMMAND (a shell) makes orphans with ``(sleep T &)``: the
   subshell exits, and its sleep is reparented to PID 1.  The grader reads
-  the state of every child of the solution (/proc/PID/stat) every few
-  milliseconds: none may stay in state Z for more than one second.
+  the state of every process below the solution (/proc/PID/stat) every few
+  milliseconds: none but COMMAND's own children may stay in state Z for
+  more than one second.
 * Signals: COMMAND traps the six signals and prints a line for each; the
   grader sends each to the solution's PID, never to COMMAND.  (PID 1 gets
   only the signals it has a handler for, or blocks: pid_namespaces(7).)
