@@ -132,12 +132,12 @@ def caller_hostname_unchanged(trial: Trial) -> None:
 @exercise.check(2, "COMMAND's input, output and terminal are the caller's", needs=[runs_command])
 def stdio_is_callers_terminal(trial: Trial) -> None:
     run, pid = start_sleeping(trial, trial.hostname(), then='read reply; echo "got $reply"')
-    fds = {fd: observe.fd_device(pid, fd) for fd in (0, 1, 2)}
+    fds = {fd: observe.fd_device(pid, fd) for fd in (0, 1)}  # the contract: input and output
     seen = ", ".join(f"{fd}: {observe.fd_target(pid, fd)}" for fd in fds)
     tty = observe.controlling_tty(pid)
     if any(device != run.tty for device in fds.values()):
-        raise Fail("COMMAND's standard input, output or error is not the caller's terminal",
-                   expected=f"descriptors 0, 1 and 2 on the terminal {run.tty_name}", seen=seen,
+        raise Fail("COMMAND's standard input or output is not the caller's terminal",
+                   expected=f"descriptors 0 and 1 on the terminal {run.tty_name}", seen=seen,
                    hint="COMMAND inherits the solution's descriptors 0, 1 and 2: do not "
                         "redirect them, capture the output (pipes) or close the input")
     wake(pid)
