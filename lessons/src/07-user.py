@@ -121,7 +121,8 @@ print("sleep ended")
 # labkit does the same: `spawn(..., "user", map_root=True)` makes the child's
 # user namespace, and the parent calls `user.map_root(pid)`, which writes the
 # two maps while the child waits (the handshake of Kerrisk's
-# `userns_child_exec.c`; `labkit/spawn.py` draws it).
+# `userns_child_exec.c`; `labkit/spawn.py` draws it). Outside, the map is
+# the initial user namespace's: all 2^32 ids, each mapped to itself.
 
 # %%
 def whoami():
@@ -207,11 +208,13 @@ print("inside: ", as_nobody(run, my_capabilities, namespaces="user", map_root=Tr
 #
 # Every namespace, and every file, belongs to someone. Capabilities in a user
 # namespace count for the namespaces **it owns** and for files whose owners are
-# **mapped** in it. The hostname of this notebook's UTS namespace belongs to
-# the first user namespace, and `/etc/shadow` to the real root, who is not
-# mapped: root inside can change neither.
+# **mapped** in it. This notebook's UTS namespace belongs to the user
+# namespace we are in, the machine's first one, and `/etc/shadow` to the real
+# root, who is not mapped: root inside can change neither the hostname nor the file.
 
 # %%
+print("our UTS namespace is owned by our own user namespace:",
+      Namespace.of(me, "uts").owner() == Namespace.of(me, "user"))
 !{lab.AS_NOBODY} unshare --user --map-root-user hostname not-mine
 !{lab.AS_NOBODY} unshare --user --map-root-user sh -c 'stat -c "%U:%G %a %n" /etc/shadow; cat /etc/shadow'
 

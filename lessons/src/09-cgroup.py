@@ -104,17 +104,22 @@ print("a new cgroup:", group.name.startswith(cgroup.prefix()))
 # forker and 9 children fill it, and the tenth fork(2) fails with `EAGAIN`:
 
 # %%
-def in_group(fn, *args, new_cgroup_namespace=False):
-    """Call FN(*ARGS) in a child that is in GROUP, and return its result."""
-    return collect(lambda target: cgroup.spawn_in(group, target, new_cgroup_namespace=new_cgroup_namespace),
-                   fn, args)
+def in_group(fn, *args, namespaces=(), new_cgroup_namespace=False):
+    """Call FN(*ARGS) in a child that is in GROUP (and in new NAMESPACES); return its result."""
+    return collect(lambda target: cgroup.spawn_in(group, target, namespaces,
+                                                  new_cgroup_namespace=new_cgroup_namespace), fn, args)
 
 print("in the cgroup: (forks, refusal) =", in_group(fork_up_to, 20))
 print("forks the limit refused (pids.events, max):", group.pids_refused())
 
 # %% [markdown]
 # The limit counts every process and thread in the group, whatever namespaces
-# they are in: a container cannot fork its way around it.
+# they are in: in new namespaces, as in section 1, the loop stops at the same
+# place. A container cannot fork its way around its cgroup.
+
+# %%
+print("in the cgroup and new namespaces: (forks, refusal) =",
+      in_group(fork_up_to, 20, namespaces="pid,mnt,uts,ipc,net"))
 #
 # ## 4. A memory limit, and the OOM killer
 #

@@ -49,14 +49,16 @@ me = os.getpid()  # this notebook's kernel
 # | 1 | clone the first process into new user, PID, mount, UTS, IPC, network and cgroup namespaces | 01 |
 # | 2 | write its `uid_map` and `gid_map` from outside, while it waits | 07 |
 # | 3 | make `/` private, so that no mount leaks out | 03 |
-# | 4 | prepare `/dev` in the new root file system, bind-mount the root onto itself | 03, 05 |
-# | 5 | `pivot_root(".", ".")`, mount a fresh `/proc` (it shows the new PID namespace), detach the old root | 05, 06 |
+# | 4 | prepare `/dev` in the new root file system, bind-mount the root onto itself | 03, 04 |
+# | 5 | `pivot_root(".", ".")`, mount a fresh `/proc` (it shows the new PID namespace), detach the old root | 04, 05 |
 # | 6 | set the hostname | 02 |
-# | 7 | bring `lo` up (and, if asked, a veth end that the host moved in) | 01 |
-# | 8 | run the command under a small init that reaps orphans and forwards signals | 06 |
+# | 7 | bring `lo` up (and, if asked, a veth end that the host moved in) | 06 |
+# | 8 | run the command under a small init that reaps orphans and forwards signals | 05 |
 #
-# (A cgroup with limits, lesson 09, would come between steps 1 and 2; the
-# IPC and cgroup namespaces need no step of their own: lesson 08, lesson 09.)
+# The IPC and cgroup namespaces need no step of their own (lessons 08 and 09).
+# A cgroup with limits would need one, and early: the cgroup namespace takes
+# as its root the cgroup its creator is in, so runc unshares it only after the
+# container's first process has been moved into its cgroup (lesson 09, section 5).
 # labkit's container makes these namespaces:
 
 # %%
@@ -103,7 +105,7 @@ print("the container is running:", box.poll() is None)
 #
 # The container is a process tree like any other: `box.pid` is its init in
 # the host's numbering. `/proc/PID/status` lists one PID per PID namespace
-# level (`NSpid:`, lesson 06): the host's and the container's.
+# level (`NSpid:`, lesson 05): the host's and the container's.
 
 # %%
 host_pid, inside_pid = pid.nspid(box.pid)
@@ -204,7 +206,7 @@ print(attach("sh", "-c", "mount -t tmpfs none /tmp && echo mounted a tmpfs on /t
 # ## 7. The end of a container
 #
 # When the init, PID 1 of the container's PID namespace, dies, the kernel
-# kills every other process in that namespace (lesson 06). The other
+# kills every other process in that namespace (lesson 05). The other
 # namespaces then have no process left, and end with it:
 
 # %%
@@ -214,13 +216,14 @@ print("the init's exit code:", box.wait())
 print("processes left in the container:", len(lab.processes_in(its_pid_namespace)))
 
 # %% [markdown]
-# The exit status of a container is its command's. `labkit container ROOTFS
-# --hostname NAME -- COMMAND` runs one from a shell and exits with it, as
-# `docker run` does; from Python:
+# The exit status of a container is its command's. From a shell, `labkit
+# container ROOTFS --hostname NAME -- COMMAND` runs one, waits for it and exits
+# with its status, as `docker run` does. PID 1 is then the init of the
+# `labkit` command, and `ps` is number 4: number 3 was `hostname`, which
+# has ended.
 
 # %%
-short = container.start(rootfs, ["sh", "-c", "exit 3"], hostname="short", user=True)
-print("exit status:", short.wait())
+!labkit container {rootfs} --hostname short -- sh -c 'hostname; ps -o pid,comm; exit 3'; echo "exit status: $?"
 shutil.rmtree(rootfs)
 
 # %% [markdown]
