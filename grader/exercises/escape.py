@@ -442,7 +442,11 @@ class Escape:
         self.path = (f"{trial.choice(SCRATCH)}/{token(6)}/"
                      f"{trial.choice(['secret', 'flag', 'treasure', 'key'])}-{token(6)}.txt")
         self.secret = f"nslab-{token(12)}\n{token(20)}\n"
-        self.warden = Warden(prepare=self._prepare, enter=jailed(self.jail))
+        # The contract wants the file on standard output: standard error goes to a
+        # file of the sandbox's, shown in the transcript, never taken for output.
+        self.errors = f"/run/.grader-stderr-{token(8)}"
+        self.stderr: str | None = None
+        self.warden = Warden(prepare=self._prepare, enter=self._enter)
         try:
             self.run = trial.run(self.path, hook=self.warden.hook)
             self.warden.started(self.run)
@@ -458,8 +462,30 @@ class Escape:
         build_jail(self.jail)
         plant_secret(self.path, self.secret)
 
+    def _enter(self, argv: list[str]) -> None:
+        errors = os.open(self.errors, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(errors, 2)
+        os.close(errors)
+        jailed(self.jail)(argv)
+
     def finished(self) -> Exit:
-        return self.warden.finished(self.run)
+        """Wait for the solution to end; keep what it wrote to standard error."""
+        ended = self.warden.finished(self.run)
+        if self.stderr is None:
+            try:
+                with open(in_sandbox(self.warden, self.errors), errors="replace") as f:
+                    self.stderr = f.read(16384)
+            except OSError:
+                self.stderr = ""
+            for line in self.stderr.splitlines():
+                self.run.transcript.note(f"standard error: {line}")
+        return ended
+
+    def seen(self, size: int = 600) -> str:
+        """The end of the solution's standard output and error, for a failure's "seen:"."""
+        out = output(self.run).strip()[-size:] or "(nothing)"
+        err = (self.stderr or "").strip()[-size:]
+        return f"{out}\n(standard error:) {err}" if err else out
 
     def printed_secret(self) -> bool:
         return self.secret.strip() in output(self.run)
@@ -487,8 +513,12 @@ def prints_secret(trial: Trial) -> None:
         with contextlib.suppress(Timeout):  # whether it ends is exits_zero's question
             ended = f"it ended: {run.finished()}"
         if not run.printed_secret():
+            if run.stderr and run.secret.strip() in run.stderr.replace("\r\n", "\n"):
+                raise Fail(f"the contents of {run.path} went to standard error, not to standard "
+                           "output", points=2, hint="print to standard output (descriptor 1): "
+                           "print(), sys.stdout, cat")
             raise Fail(f"the contents of {run.path} are not in the output ({ended})",
-                       expected=run.secret.strip(), seen=run.run.transcript.tail(), hint=HINT_ESCAPE)
+                       expected=run.secret.strip(), seen=run.seen(), hint=HINT_ESCAPE)
 
 
 @exercise.check(1, "exits with status 0", needs=[prints_secret])
