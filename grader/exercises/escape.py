@@ -15,7 +15,9 @@ paths and with contents chosen at random on every run, then starts the
 solution chrooted.  Besides the output and the exit status it looks at
 what the escape did on its way, from outside: the secret file, the jail's
 files and the sandbox's mount table must be as they were (a good escape
-reads; it does not leave a mess in the jail or mounts behind).
+reads; it does not leave a mess in the jail or mounts behind).  Standard
+output is the terminal; standard error goes to a file of the sandbox's, so
+that only what reaches standard output counts as printed.
 
 The start is done by a *warden* (below): the sandbox's hook forks, the
 child is chrooted and runs the solution, the parent waits for it and stays,
