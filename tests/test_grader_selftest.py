@@ -21,7 +21,7 @@ UTS = all_exercises()["uts"]
 
 
 def test_selftest_passes_with_every_kind_of_case():
-    out = subprocess.run([sys.executable, "-m", "grader", "selftest", "-j", "2"], cwd=KIT,
+    out = subprocess.run([sys.executable, "-m", "grader", "selftest", "-j", "4"], cwd=KIT,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "WRONG" not in out.stdout
