@@ -189,11 +189,22 @@ def sysv_objects_in(ns_fd: int) -> list[IpcObject]:
     """The System V objects of the IPC namespace open on NS_FD, even one with no process.
 
     A child joins it with setns(2) and reads /proc/sysvipc there; the
-    caller's own namespace does not change.
+    caller's own namespace does not change.  Joining needs CAP_SYS_ADMIN in
+    the user namespace that owns the IPC namespace, so when that is not ours
+    (a normal user's namespaces) the child joins the owner first.
     """
+    import fcntl
+
+    from .namespace import NS_GET_USERNS
     from .spawn import run
 
     def join_and_list() -> list[IpcObject]:
+        owner = fcntl.ioctl(ns_fd, NS_GET_USERNS)  # an fd on the owning user namespace
+        try:
+            if os.fstat(owner).st_ino != os.stat("/proc/self/ns/user").st_ino:
+                syscalls.setns(owner, "user")
+        finally:
+            os.close(owner)
         syscalls.setns(ns_fd, "ipc")
         return sysv_objects()
 

@@ -78,6 +78,8 @@ def time_for_children_steps() -> dict[str, dict[str, str]]:
     """The two links before unshare(CLONE_NEWTIME), after it, and in the next child.
 
     All in a child process of ours: unshare would change the caller for good.
+    A normal user's child first gets a user namespace of its own, in which it
+    has CAP_SYS_ADMIN, which unshare(CLONE_NEWTIME) needs.
     """
     from .spawn import run
 
@@ -88,7 +90,8 @@ def time_for_children_steps() -> dict[str, dict[str, str]]:
         steps["in the child"] = run(time_links)  # a fork: the child enters
         return steps
 
-    return run(unshare_then_fork)
+    return run(unshare_then_fork, namespaces="user" if os.geteuid() else (),
+               map_root=True if os.geteuid() else None)
 
 
 # The offsets ----------------------------------------------------------------------

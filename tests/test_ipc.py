@@ -176,3 +176,21 @@ def test_rootless_sysv_objects_and_posix_queue(unprivileged):
     made, listed, queues, left = json.loads(out.stdout)
     assert made == listed and len(made) == 3
     assert queues == ["rootless"] and left == []
+
+
+def test_rootless_sysv_objects_in_a_held_namespace(unprivileged):
+    # Joining the IPC namespace needs CAP_SYS_ADMIN in its owner, a user
+    # namespace of the normal user's own: sysv_objects_in joins that first.
+    code = (
+        "import os\n"
+        "from labkit import ipc\n"
+        "from labkit.join import run_in\n"
+        "from labkit.spawn import spawn\n"
+        "with spawn(['sleep', '30'], 'ipc') as a:\n"
+        "    run_in(a.pid, 'user,ipc', ipc.create_objects, 0x6e736c31)\n"
+        "    fd = ipc.hold(a.pid)\n"
+        "print(sorted({hex(o.key) for o in ipc.sysv_objects_in(fd)}))\n"
+        "os.close(fd)\n")
+    out = unprivileged.python_code(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['0x6e736c31']"

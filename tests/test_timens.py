@@ -141,3 +141,14 @@ def test_rootless_offsets_freeze_with_eacces(unprivileged):
     # EACCES, not EPERM: we own the user namespace, so we have CAP_SYS_TIME there;
     # it is only too late.
     assert offsets == {"monotonic": 0, "boottime": 100} and err == errno.EACCES
+
+
+def test_time_for_children_steps_rootless(unprivileged):
+    out = unprivileged.python_code(
+        "from labkit import timens\n"
+        "s = timens.time_for_children_steps()\n"
+        "b, a, c = s['before unshare'], s['after unshare'], s['in the child']\n"
+        "print(a['time'] == b['time'], a['time_for_children'] != b['time'],\n"
+        "      c['time'] == a['time_for_children'])\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "True"]
