@@ -57,8 +57,8 @@ import struct
 import sys
 from collections.abc import Callable, Sequence
 
-from . import syscalls, user
-from .errors import MissingCapability, error_for
+from . import syscalls, timens, user
+from .errors import MissingCapability
 from .namespace import Namespace
 from .nstypes import BY_NAME, encode_flags
 
@@ -296,7 +296,7 @@ def _child(parent: int, flags: int, status_w: int, go_r: int, *, handshake, prop
         _set_propagation(propagation)
     if time_offsets:
         # Only before the first process enters the namespace: that is our child.
-        write_time_offsets(time_offsets)
+        timens.write_offsets("self", time_offsets)
     if flags & (NEWPID | NEWTIME):
         _fork_and_wait(status_w)  # returns in the grandchild only
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -336,28 +336,6 @@ def _redirect(stdin: int | None, stdout: int | None, stderr: int | None) -> None
         if fd is not None:
             os.dup2(fd, std)
             setattr(sys, name, open(std, mode, buffering=1, closefd=False))
-
-
-def write_time_offsets(offsets: dict[str, float], pid: int | str = "self") -> None:
-    """Write /proc/PID/timens_offsets: {"monotonic": s, "boottime": s}, in one write.
-
-    The file belongs to PID's time_for_children namespace, and takes offsets
-    only until a process has entered it.  Each line is "CLOCK SECONDS
-    NANOSECONDS" with 0 <= NANOSECONDS < 10**9, so -1.5 s is "-2 500000000".
-    """
-    lines = []
-    for clock, seconds in offsets.items():
-        whole, fraction = divmod(round(seconds * 1_000_000_000), 1_000_000_000)
-        lines.append(f"{clock} {whole} {fraction}\n")
-    path = f"/proc/{pid}/timens_offsets"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, "".join(lines).encode())
-        finally:
-            os.close(fd)
-    except OSError as e:
-        raise error_for("timens_offsets", e.errno, detail=f"({path}: {''.join(lines).strip()!r})") from None
 
 
 def _exec(argv: Sequence[str], env: dict[str, str] | None) -> None:
