@@ -6,8 +6,10 @@ unshare in the calling process, for two reasons:
 
 * it would change the caller for good (a notebook's kernel would lose its
   hostname, its mounts, its network);
-* CLONE_NEWUSER and CLONE_NEWNS fail with EINVAL in a multi-threaded
-  process, and a Jupyter kernel has threads.  A child of fork() has one.
+* a Jupyter kernel has threads, and namespaces do not fit threads:
+  unshare(CLONE_NEWUSER) fails with EINVAL in a multi-threaded process, and
+  unshare(CLONE_NEWNS) moves only the calling thread, leaving the others in
+  the old mount namespace.  A child of fork() has one thread.
 
 The child does its steps in the order the kernel needs them::
 
