@@ -200,7 +200,7 @@ print("slave/disk is their slave:", groups["slave/disk"].master == groups["peer/
 # %% [markdown]
 # The fourth type, **unbindable**, is private and also refuses to be the
 # source of a bind mount (so that a recursive bind cannot copy it again and
-# again):
+# again). mount(2) fails with EINVAL, which mount(8) words as a list of guesses:
 
 # %%
 sh("mount --make-unbindable copy && mount --bind copy slave/disk")
@@ -280,9 +280,18 @@ sh("findmnt --list --noheadings --output TARGET,SOURCE --submounts --mountpoint 
 
 # %% [markdown]
 # The mount outlived the namespace it was made in, and it went to every peer
-# of `stage` on the host, and to the slave as well. An unmount in
-# such a namespace is as bad: it unmounts on the host. With unshare's default,
-# the same steps leave the host alone:
+# of `stage` on the host, and to the slave as well. An unmount in such a
+# namespace is as bad: it unmounts on the host. The disk of section 4, with
+# its file, unmounted "inside":
+
+# %%
+sh("unshare --mount --propagation unchanged sh")
+sh(f"umount {T}/stage/disk")
+sh("exit")
+sh("ls stage/disk peer/disk slave/disk")
+
+# %% [markdown]
+# With unshare's default, the same steps leave the host alone:
 
 # %%
 sh(f"umount {T}/stage/scratch")

@@ -193,8 +193,8 @@ for what, value in run(mount_proc_and_kill, sleeper.pid, namespaces="mnt").items
 print("the sleeper was killed by", signal.Signals(-sleeper.wait()).name)
 
 # %% [markdown]
-# Through that `/proc` also lie `/proc/PID/root` of every process outside,
-# each a way back to the host's files, and `/proc/sys`, the kernel's settings.
+# Through that `/proc` also lies `/proc/PID/root` of every process outside,
+# each a way back to the host's files (section 6 uses it).
 #
 # ## 5. A /sys inside the chroot shows the host's network devices
 #

@@ -354,7 +354,7 @@ print("the init exited with", with_init.wait())
 # ## 10. When PID 1 dies, the namespace dies
 #
 # When the init of a namespace ends, the kernel sends SIGKILL to every other
-# process in it; nobody can be started there any more.
+# process in it.
 
 # %%
 def commands_in(ns):
@@ -369,6 +369,15 @@ doomed.kill(signal.SIGKILL)  # PID 1 only
 doomed.wait()
 print("left after PID 1 died:", [p for p in members if os.path.exists(f"/proc/{p}")])
 
+# %% [markdown]
+# And nobody can be started there any more: fork(2) into a namespace whose
+# init has ended fails with ENOMEM. `unshare --pid` *without* `--fork` shows
+# it: the shell it runs stays outside, its first child (`sleep 0`) becomes
+# PID 1 of the new namespace and ends at once, and the next fork fails.
+
+# %%
+sh("unshare --pid sh -c 'sleep 0; sleep 0; echo not reached'")
+
 # %%
 lab.close_all()
 
@@ -380,12 +389,12 @@ lab.close_all()
 #    <details><summary>answer</summary>Two levels below the namespace of our
 #    <code>/proc</code>; getpid() returns 1: the last number is its PID in its own
 #    namespace.</details>
-# 2. Why does `unshare --pid sh` (without `--fork`) fail at the shell's first
+# 2. Why does `unshare --pid sh` (without `--fork`) fail at the shell's second
 #    command that forks?
 #    <details><summary>answer</summary>unshare(CLONE_NEWPID) moves only the
 #    caller's future children. The shell's first child becomes PID 1 of the new
 #    namespace; when it ends, the namespace's init is gone and fork() fails with
-#    ENOMEM.</details>
+#    ENOMEM (section 10).</details>
 # 3. Inside a container, `ps` lists the host's processes. What was forgotten?
 #    <details><summary>answer</summary>A fresh <code>/proc</code>: the one in
 #    there still shows the PID namespace of whoever mounted it, the host.</details>

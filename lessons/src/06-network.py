@@ -116,8 +116,7 @@ sh("ip -n blue -brief link")
 # %% [markdown]
 # Before the move, ip names each end's peer (`veth-red@veth-blue`); after it,
 # `veth-red@if2` gives only the peer's interface index: device 2 of another
-# namespace. Now both ends up (a veth has a carrier only when both are), both
-# loopbacks up, and an address on each end:
+# namespace. Now both ends up, both loopbacks up, and an address on each end:
 
 # %%
 sh("ip -n red link set veth-red up && ip -n red link set lo up")
