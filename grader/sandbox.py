@@ -304,6 +304,7 @@ def _exec_solution(plan: _Plan) -> None:
         for sig in signal.valid_signals():
             with contextlib.suppress(OSError, ValueError):
                 signal.signal(sig, signal.SIG_DFL)
+        syscalls.restore_default_signals()  # also 32 and 33, which make(1) ignores
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         resource.setrlimit(resource.RLIMIT_CPU, (plan.limits.cpu, plan.limits.cpu))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

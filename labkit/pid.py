@@ -208,8 +208,7 @@ def start_command(argv: Sequence[str], mask: set[int]) -> int:
         try:
             # A blocked mask and ignored signals survive execve(2); COMMAND must
             # start as if we were not there.  (Python itself ignores SIGPIPE/SIGXFSZ.)
-            for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-                signal.signal(sig, signal.SIG_DFL)
+            syscalls.restore_default_signals()
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.execvp(argv[0], list(argv))
         except OSError as e:  # as a shell says it: 127 not found, 126 not executable

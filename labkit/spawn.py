@@ -342,10 +342,9 @@ def _redirect(stdin: int | None, stdout: int | None, stderr: int | None) -> None
 
 def _exec(argv: Sequence[str], env: dict[str, str] | None) -> None:
     """execvpe(3) ARGV with the signal state a new program expects."""
-    # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored
-    # across execve(2); a blocked one stays blocked.  A command expects neither.
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    # An ignored signal stays ignored across execve(2), and a blocked one stays
+    # blocked: a command expects neither (Python ignores SIGPIPE, for one).
+    syscalls.restore_default_signals()
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     try:
         os.execvpe(argv[0], list(argv), os.environ if env is None else env)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import signal
 
 from .errors import check
 from .nstypes import encode_flags
@@ -45,6 +46,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
 SYS_pidfd_open = 434  # the same number on every architecture since 5.3
+SYS_rt_sigaction = {"x86_64": 13, "aarch64": 134, "riscv64": 134}.get(os.uname().machine)
 # pivot_root has a number of its own on each architecture (<asm/unistd.h>);
 # None where we do not know it, rather than a wrong call.
 SYS_pivot_root = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "armv7l": 218, "i686": 217,
@@ -136,3 +138,25 @@ def setdomainname(name: str) -> None:
 def prctl(option: int, arg2: int = 0) -> int:
     """prctl(2) with one argument: PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, ..."""
     return _call("prctl", option, ctypes.c_ulong(arg2), 0, 0, 0)
+
+
+def restore_default_signals() -> None:
+    """Undo SIG_IGN for every ignored signal, just before execve(2).
+
+    execve(2) resets handled signals to their default action but keeps ignored
+    ones ignored, so a program inherits whatever its starter ignored: Python
+    ignores SIGPIPE and SIGXFSZ, and GNU make ignores signals 32 and 33 (glibc
+    keeps those two for itself, so signal.signal() cannot reach them).  The
+    rt_sigaction(2) system call can: a struct kernel_sigaction of zeros is
+    SIG_DFL with no flags and an empty mask.  Reads the set from /proc/self/status.
+    """
+    with open("/proc/self/status") as f:
+        ignored = int(next(line for line in f if line.startswith("SigIgn:")).split()[1], 16)
+    default = bytes(32)  # handler SIG_DFL, flags, restorer, mask: all 0
+    for sig in range(1, 65):
+        if ignored >> (sig - 1) & 1:
+            if SYS_rt_sigaction is None:
+                signal.signal(sig, signal.SIG_DFL)
+            else:
+                _call("syscall", SYS_rt_sigaction, sig, default, None, 8, call="rt_sigaction",
+                      detail=str(sig))

@@ -460,6 +460,23 @@ def test_a_command_gets_default_signal_dispositions():
     assert int(ignored["SigBlk"], 16) == 0
 
 
+def test_signals_ignored_by_our_starter_are_not_passed_on(tmp_path):
+    # GNU make ignores signals 32 and 33 (glibc's own, out of signal.signal's
+    # reach), and an ignored signal survives execve(2): a command started by
+    # labkit under make must still see every signal at its default.
+    makefile = tmp_path / "Makefile"
+    makefile.write_text(
+        "all:\n"
+        "\t@grep SigIgn /proc/self/status\n"
+        f"\t@{sys.executable} -c \"from labkit.spawn import run_command; "
+        "print(run_command(['grep', 'SigIgn', '/proc/self/status'], 'uts').stdout, end='')\"\n")
+    out = subprocess.run(["make", "-s", "-f", str(makefile)], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(__file__)))
+    under_make, under_labkit = out.stdout.splitlines()
+    assert under_make != "SigIgn:\t0000000000000000"  # make did ignore some
+    assert under_labkit == "SigIgn:\t0000000000000000", out.stderr
+
+
 def test_a_function_starts_with_no_signal_blocked_even_if_the_caller_blocks_some():
     def blocked_mask() -> int:
         with open("/proc/self/status") as f:
