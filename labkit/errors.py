@@ -19,6 +19,7 @@ import errno as E
 import os
 
 from .nstypes import BY_NAME, decode_flags, format_flags
+from .procfs import status_field
 
 CLONE_NEWUSER = BY_NAME["user"].flag
 CLONE_NEWNS = BY_NAME["mnt"].flag
@@ -70,6 +71,10 @@ class NamespaceLimitError(NamespaceError):
 
 class MapRuleError(NamespaceError):
     """A uid_map/gid_map/setgroups rule of user_namespaces(7) was broken."""
+
+
+class CgroupError(NamespaceError):
+    """A cgroup file or directory operation failed (cgroups(7)); labkit.cgroup gives the hint."""
 
 
 def _types(flags: int) -> str:
@@ -231,11 +236,7 @@ def error_for(syscall: str, err: int, flags: int = 0, detail: str = "") -> Names
 
 def thread_count() -> int:
     """How many threads this process has (the Threads: line of /proc/self/status)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    return 1
+    return int(status_field("self", "Threads"))
 
 
 def _flags_text(flags: int) -> str:

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 
 from .namespace import NS_GET_NSTYPE, NS_GET_OWNER_UID, NS_GET_PARENT, NS_GET_USERNS
 from .nstypes import BY_FLAG, TYPES, lookup
+from .procfs import stat_fields
 
 HIERARCHICAL = ("pid", "user")  # the types that have a parent (NS_GET_PARENT)
 HEADERS = ("NS", "TYPE", "NPROCS", "PID", "USER", "COMMAND")  # lsns's default columns
@@ -120,12 +121,9 @@ def _pids() -> list[int]:
 def _ppid_and_uid(pid: int) -> tuple[int, int] | None:
     try:
         uid = os.stat(f"/proc/{pid}").st_uid  # the owner of /proc/PID, as lsns reads it
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
+        return int(stat_fields(pid)[1]), uid
     except OSError:
         return None
-    # "PID (COMMAND) STATE PPID ...": the command may hold spaces and ")".
-    return int(stat[stat.rindex(")") + 2:].split()[1]), uid
 
 
 def _namespace_ids(path: str, nstype: str) -> tuple[int, int, int] | None:

@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 
 from . import syscalls
 from .namespace import Namespace
+from .procfs import stat_fields, status_field
 
 # MAX_PID_NS_LEVEL in the kernel's include/linux/pid_namespace.h.
 MAX_NESTING = 32
@@ -45,21 +46,13 @@ MAX_NESTING = 32
 
 # 2. One PID per level ------------------------------------------------------
 
-def _status_field(pid: int | str, name: str) -> str:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(name + ":"):
-                return line.split(":", 1)[1].strip()
-    raise LookupError(f"no {name} line in /proc/{pid}/status")
-
-
 def nspid(pid: int | str = "self") -> list[int]:
     """The PIDs of process PID, one per level: ``NSpid:  12345  7  1`` -> [12345, 7, 1].
 
     The first is the PID in the namespace of /proc's mounter (the host, with
     the host's /proc), the last the PID in the process's own namespace.
     """
-    return [int(p) for p in _status_field(pid, "NSpid").split()]
+    return [int(p) for p in status_field(pid, "NSpid").split()]
 
 
 def nesting_level(pid: int | str = "self") -> int:
@@ -69,7 +62,7 @@ def nesting_level(pid: int | str = "self") -> int:
 
 def parent_pid(pid: int | str = "self") -> int:
     """The ``PPid:`` of process PID as /proc's namespace sees it (0 if the parent is outside)."""
-    return int(_status_field(pid, "PPid"))
+    return int(status_field(pid, "PPid"))
 
 
 # 3. Nesting -----------------------------------------------------------------
@@ -134,10 +127,7 @@ def parent_of_an_orphan() -> int:
 
 def state(pid: int | str, proc: str = "/proc") -> str:
     """The state letter of process PID from /proc/PID/stat: R, S, D, T, Z, ..."""
-    with open(f"{proc}/{pid}/stat") as f:
-        stat = f.read()
-    # The command name is in parentheses and may itself contain ") ".
-    return stat[stat.rindex(")") + 2]
+    return stat_fields(pid, proc)[0]
 
 
 def processes_in(ns: Namespace, proc: str = "/proc") -> list[int]:

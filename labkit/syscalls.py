@@ -20,6 +20,7 @@ import signal
 
 from .errors import check
 from .nstypes import encode_flags
+from .procfs import status_field
 
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -150,8 +151,7 @@ def restore_default_signals() -> None:
     rt_sigaction(2) system call can: a struct kernel_sigaction of zeros is
     SIG_DFL with no flags and an empty mask.  Reads the set from /proc/self/status.
     """
-    with open("/proc/self/status") as f:
-        ignored = int(next(line for line in f if line.startswith("SigIgn:")).split()[1], 16)
+    ignored = int(status_field("self", "SigIgn"), 16)
     default = bytes(32)  # handler SIG_DFL, flags, restorer, mask: all 0
     for sig in range(1, 65):
         if ignored >> (sig - 1) & 1:

@@ -37,6 +37,7 @@ import time
 
 from . import syscalls
 from .errors import error_for
+from .procfs import write_once
 
 # The clocks a time namespace touches, and the one it does not.
 CLOCKS = {"monotonic": time.CLOCK_MONOTONIC, "boottime": time.CLOCK_BOOTTIME,
@@ -122,10 +123,6 @@ def write_offsets(pid: int | str, offsets: dict[str, float]) -> None:
     path = f"/proc/{pid}/timens_offsets"
     text = "".join(offset_line(clock, seconds) for clock, seconds in offsets.items())
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
+        write_once(path, text)
     except OSError as e:
         raise error_for("timens_offsets", e.errno, detail=f"({path}: {text.strip()!r})") from None

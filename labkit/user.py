@@ -46,6 +46,7 @@ from collections.abc import Sequence
 
 from .errors import MapRuleError, error_for
 from .namespace import Namespace
+from .procfs import read_text, status_field, write_once
 
 OVERFLOW_ID = 65534  # what an unmapped id looks like; see /proc/sys/kernel/overflowuid
 
@@ -127,12 +128,7 @@ def _normalize(lines: str) -> str:
 def _write_proc(pid: int | str, name: str, text: str) -> None:
     path = f"/proc/{pid}/{name}"
     try:
-        # One write(2): a map written in pieces would be a second write, refused.
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
+        write_once(path, text)  # a map written in pieces would be a second write, refused
     except OSError as e:
         rule = _broken_rule(pid, name, text, e.errno)
         if rule is None:
@@ -164,18 +160,13 @@ def _broken_rule(pid: int | str, name: str, text: str, err: int) -> str | None:
     capability = "setuid" if name == "uid_map" else "setgid"
     if in_parent and capability in capabilities():
         return MAP_RULES["mapped-outside"]  # privileged: only the outside ids can be wrong
-    if name == "gid_map" and _read(f"/proc/{pid}/setgroups") == "allow":
+    if name == "gid_map" and read_text(f"/proc/{pid}/setgroups") == "allow":
         return MAP_RULES["setgroups-first"]
     own = os.geteuid() if name == "uid_map" else os.getegid()
     lines = text.split("\n")[:-1]
     if in_parent and (len(lines) != 1 or lines[0].split()[1:] != [str(own), "1"]):
         return MAP_RULES["own-id"].format(own=own)
     return None
-
-
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read().strip()
 
 
 # --- Capabilities and ownership ---------------------------------------------
@@ -193,18 +184,17 @@ def capabilities(pid: int | str = "self", which: str = "CapEff") -> set[str]:
     They are capabilities in PID's own user namespace: "all of them" inside a
     new user namespace means nothing for what the namespace does not own.
     """
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key == which:
-                return set(decode_capabilities(int(value, 16)))
-    raise ValueError(f"no {which} line in /proc/{pid}/status (try CapEff, CapPrm, CapBnd)")
+    try:
+        mask = int(status_field(pid, which), 16)
+    except LookupError:
+        raise ValueError(f"no {which} line in /proc/{pid}/status (try CapEff, CapPrm, CapBnd)") from None
+    return set(decode_capabilities(mask))
 
 
 def overflow_ids() -> tuple[int, int]:
     """The uid and gid an unmapped id shows as (/proc/sys/kernel/overflow{uid,gid})."""
-    return (int(_read("/proc/sys/kernel/overflowuid")),
-            int(_read("/proc/sys/kernel/overflowgid")))
+    return (int(read_text("/proc/sys/kernel/overflowuid")),
+            int(read_text("/proc/sys/kernel/overflowgid")))
 
 
 def owner_uid(pid: int | str = "self") -> int:

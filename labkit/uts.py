@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from . import syscalls
 from .join import run_in
 from .namespace import Namespace
+from .procfs import read_text
 from .spawn import run, spawn
 
 HOST_NAME_MAX = 64  # bytes; __NEW_UTS_LEN in <linux/utsname.h>, the size of the kernel's buffer
@@ -43,24 +44,21 @@ HOST_NAME_MAX = 64  # bytes; __NEW_UTS_LEN in <linux/utsname.h>, the size of the
 # Reading: these files show the values of the *reader's* UTS namespace. ------
 
 def hostname() -> str:
-    """The hostname of the caller's UTS namespace (what hostname(1) prints)."""
-    return _read_sysctl("hostname")
+    """The hostname of the caller's UTS namespace (what hostname(1) prints).
+
+    /proc/sys/kernel/hostname holds the same string that uname(2) puts in nodename.
+    """
+    return read_text("/proc/sys/kernel/hostname")
 
 
 def domainname() -> str:
     """The NIS domain name of the caller's UTS namespace ("(none)" if unset)."""
-    return _read_sysctl("domainname")
+    return read_text("/proc/sys/kernel/domainname")
 
 
 def kernel_release() -> str:
     """The kernel release (uname -r): one kernel, so no namespace can change it."""
     return os.uname().release
-
-
-def _read_sysctl(name: str) -> str:
-    # /proc/sys/kernel/hostname is the same string uname(2) puts in nodename.
-    with open(f"/proc/sys/kernel/{name}") as f:
-        return f.read().rstrip("\n")
 
 
 # Writing: only in a UTS namespace of one's own, in a child process. --------
