@@ -53,25 +53,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from . import syscalls
+from .errors import CgroupError
+from .mount import parse_mountinfo_line
 from .nstypes import BY_NAME
+from .procfs import read_text, write_once
 
 CLONE_NEWCGROUP = BY_NAME["cgroup"].flag
 DEFAULT_PREFIX = "nslab"
-
-
-class CgroupError(OSError):
-    """A cgroup file operation failed; ``hint`` says why and what to do."""
-
-    def __init__(self, err: int, action: str, hint: str = "") -> None:
-        super().__init__(err, os.strerror(err))
-        self.action, self.hint = action, hint
-
-    def __str__(self) -> str:
-        text = f"{self.action}: {self.strerror}"
-        return f"{text}\n  {self.hint}" if self.hint else text
-
-    def __reduce__(self):  # so that a child process can send it to its parent
-        return (self.__class__, (self.errno, self.action, self.hint))
 
 
 def prefix() -> str:
@@ -102,7 +90,7 @@ class Layout:
         """Controllers the unified hierarchy can enable (none on most hybrids)."""
         if not self.unified:
             return []
-        return _read(f"{self.unified}/cgroup.controllers").split()
+        return read_text(f"{self.unified}/cgroup.controllers").split()
 
     def home_of(self, controller: str) -> str | None:
         """The mount point where CONTROLLER's files live, or None."""
@@ -114,7 +102,7 @@ class Layout:
 def controllers_of_kernel() -> set[str]:
     """The controllers this kernel has: the first column of /proc/cgroups."""
     try:
-        lines = _read("/proc/cgroups").splitlines()[1:]
+        lines = read_text("/proc/cgroups").splitlines()[1:]
     except OSError:
         return set()
     return {line.split()[0] for line in lines if line.strip()}
@@ -130,17 +118,14 @@ def layout(mountinfo: str = "/proc/self/mountinfo") -> Layout:
     known = controllers_of_kernel()
     unified, v1 = None, {}
     with open(mountinfo) as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            fstype, options = fields[sep + 1], fields[sep + 3].split(",")
-            mount_point = fields[4].replace("\\040", " ")
-            if fstype == "cgroup2" and unified is None:
-                unified = mount_point
-            elif fstype == "cgroup":
-                for option in options:
-                    if option in known:
-                        v1.setdefault(option, mount_point)
+        mounts = [parse_mountinfo_line(line) for line in f if line.strip()]
+    for m in mounts:
+        if m.fstype == "cgroup2" and unified is None:
+            unified = m.mount_point
+        elif m.fstype == "cgroup":
+            for option in m.super_options.split(","):
+                if option in known:
+                    v1.setdefault(option, m.mount_point)
     return Layout(unified, v1)
 
 
@@ -162,7 +147,7 @@ class Membership:
 def memberships(pid: int | str = "self") -> list[Membership]:
     """The cgroups process PID is in, as the reader's cgroup namespace shows them."""
     found = []
-    for line in _read(f"/proc/{pid}/cgroup").splitlines():
+    for line in read_text(f"/proc/{pid}/cgroup").splitlines():
         hierarchy, controllers, path = line.split(":", 2)
         found.append(Membership(int(hierarchy), tuple(c for c in controllers.split(",") if c), path))
     return found
@@ -261,7 +246,7 @@ class Cgroup:
         for top in self.dirs.values():
             for here, _, _ in os.walk(top):
                 try:
-                    found |= {int(p) for p in _read(f"{here}/cgroup.procs").split()}
+                    found |= {int(p) for p in read_text(f"{here}/cgroup.procs").split()}
                 except FileNotFoundError:  # removed while we walked
                     pass
         return found
@@ -318,8 +303,7 @@ class Cgroup:
         """Kill what is left, then remove the group's directories, deepest first."""
         self.kill()
         for top in self.dirs.values():
-            for here, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
-                _rmdir(here)
+            _remove_directories(top)
         self.dirs = {}
 
     def __enter__(self) -> Cgroup:
@@ -347,10 +331,9 @@ def remove_stale() -> list[str]:
             if not m or os.path.exists(f"/proc/{m.group(1)}"):
                 continue
             try:
-                for here, _, _ in sorted(os.walk(f"{home}/{name}"), key=lambda w: -w[0].count("/")):
-                    os.rmdir(here)
+                _remove_directories(f"{home}/{name}")
                 removed.append(f"{home}/{name}")
-            except OSError:
+            except CgroupError:
                 pass  # not empty: a process still lives in it; leave it to its owner
     return removed
 
@@ -406,7 +389,7 @@ def namespace_views(group: Cgroup) -> dict[str, str]:
         inside = b""
         while chunk := os.read(inside_r, 65536):
             inside += chunk
-        outside = _read(f"/proc/{child.pid}/cgroup")
+        outside = read_text(f"/proc/{child.pid}/cgroup")
     finally:
         for fd in (inside_r, done_w):
             os.close(fd)
@@ -416,15 +399,9 @@ def namespace_views(group: Cgroup) -> dict[str, str]:
 
 # Files ------------------------------------------------------------------------
 
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
-
-
 def _write(path: str, value: str) -> None:
     try:
-        with open(path, "w") as f:
-            f.write(value)
+        write_once(path, value)  # cgroup.procs, for one, takes one PID per write(2)
     except OSError as e:
         raise _error(e, f"write {value!r} to {path}") from None
 
@@ -435,6 +412,12 @@ def _mkdir(path: str) -> str:
     except OSError as e:
         raise _error(e, f"mkdir {path}") from None
     return path
+
+
+def _remove_directories(top: str) -> None:
+    """rmdir TOP and every group below it, deepest first: rmdir removes an empty group only."""
+    for here, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+        _rmdir(here)
 
 
 def _rmdir(path: str) -> None:
@@ -452,7 +435,7 @@ def _rmdir(path: str) -> None:
 
 
 def _counter(path: str, key: str) -> int:
-    for line in _read(path).splitlines():
+    for line in read_text(path).splitlines():
         name, _, value = line.partition(" ")
         if name == key:
             return int(value)
@@ -461,7 +444,7 @@ def _counter(path: str, key: str) -> int:
 
 def _enable_controllers(root: str, controllers: Sequence[str]) -> None:
     """v2: a child's pids.max and memory.max exist only once the parent enables them."""
-    enabled = _read(f"{root}/cgroup.subtree_control").split()
+    enabled = read_text(f"{root}/cgroup.subtree_control").split()
     missing = [c for c in controllers if c not in enabled]
     if missing:
         _write(f"{root}/cgroup.subtree_control", " ".join(f"+{c}" for c in missing))

@@ -19,7 +19,9 @@ from __future__ import annotations
 import os
 import shutil
 
+from .cgroup import layout
 from .nstypes import TYPES
+from .procfs import read_text
 
 TOOLS = ("ip", "nsenter", "unshare", "lsns", "busybox", "findmnt", "ipcs", "setpriv", "dot")
 
@@ -36,8 +38,7 @@ class Item:
 
 def _read(path: str) -> str | None:
     try:
-        with open(path) as f:
-            return f.read().strip()
+        return read_text(path)
     except OSError:
         return None
 
@@ -72,23 +73,12 @@ def unprivileged_userns() -> Item:
 
 def cgroup_layout() -> Item:
     """v2 alone, v1 alone, or hybrid (v1 controllers plus a v2 'unified' mount)."""
-    fstypes = {}
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            fstype = fields[fields.index("-") + 1]
-            if fstype in ("cgroup", "cgroup2"):
-                fstypes.setdefault(fstype, []).append(fields[4])
-    v1, v2 = fstypes.get("cgroup", []), fstypes.get("cgroup2", [])
-    if v1 and v2:
-        layout = f"hybrid: v1 controllers, v2 at {v2[0]}"
-    elif v2:
-        layout = f"v2 (unified) at {v2[0]}"
-    elif v1:
-        layout = "v1 only"
-    else:
-        layout = "no cgroup file system mounted"
-    return Item("cgroups", "layout", bool(v1 or v2), layout)
+    where = layout()
+    detail = {"hybrid": f"hybrid: v1 controllers, v2 at {where.unified}",
+              "v2": f"v2 (unified) at {where.unified}",
+              "v1": "v1 only",
+              "none": "no cgroup file system mounted"}[where.kind]
+    return Item("cgroups", "layout", where.kind != "none", detail)
 
 
 def tools() -> list[Item]:

@@ -40,13 +40,13 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import signal
 import socket
 from typing import NamedTuple
 
 from . import syscalls
 from .errors import NamespaceError
+from .mount import parse_mountinfo_line
 from .namespace import Namespace
 from .nstypes import lookup
 
@@ -100,19 +100,9 @@ def persisted(mountinfo: str = "/proc/self/mountinfo") -> dict[str, str]:
     The same list as ``findmnt -t nsfs``: in mountinfo an nsfs mount's root
     is the text of the /proc/PID/ns link it came from.
     """
-    found = {}
     with open(mountinfo) as f:
-        for line in f:
-            fields = line.split()
-            fstype = fields[fields.index("-") + 1]
-            if fstype == "nsfs":
-                found[_unescape(fields[4])] = fields[3]
-    return found
-
-
-def _unescape(text: str) -> str:
-    r"""mountinfo writes space, tab, newline and backslash in octal: \040."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), text)
+        mounts = [parse_mountinfo_line(line) for line in f if line.strip()]
+    return {m.mount_point: m.root for m in mounts if m.fstype == "nsfs"}
 
 
 class Holder(NamedTuple):
