@@ -224,8 +224,11 @@ def test_orphans_stay_zombies_when_pid_1_never_waits():
               'exec sleep 30')
     with spawn(["sh", "-c", script], "pid", mount_proc=True) as child:
         ns = Namespace.of(child.pid, "pid")
-        # (The orphan's own children are zombies for a moment too, until it reaps them.)
-        wait_until(lambda: child.pid in parents_of(pid.zombies_in(ns)), what="a zombie child of PID 1")
+        # Only once PID 1 is sleep: the shell before it had a zombie child of its own
+        # for a moment (the subshell, until it reaped it).  (The orphan's own children
+        # are zombies for a moment too, until it reaps them.)
+        wait_until(lambda: open(f"/proc/{child.pid}/comm").read() == "sleep\n"
+                   and child.pid in parents_of(pid.zombies_in(ns)), what="a zombie child of PID 1 sleep")
         zombies = pid.zombies_in(ns)
         assert len(zombies) == 1
         ps = subprocess.run(["ps", "-o", "stat=,ppid=", "-p", str(zombies[0])],
