@@ -10,28 +10,34 @@ rule was broken, and what to do about it.
     MissingCapability: unshare(CLONE_NEWUTS): Operation not permitted
       Creating a uts namespace needs CAP_SYS_ADMIN ...
 
+error_for() below is the one place that turns an errno into a lesson; the
+hints it picks from follow it, in the order it consults them.
+
 See errno(3), capabilities(7), and the ERRORS section of each man page.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno as E
 import os
 
 from .nstypes import BY_NAME, decode_flags, format_flags
-from .procfs import status_field
+from .procfs import read_text, status_field
 
 CLONE_NEWUSER = BY_NAME["user"].flag
 CLONE_NEWNS = BY_NAME["mnt"].flag
 CLONE_NEWPID = BY_NAME["pid"].flag
 CLONE_NEWTIME = BY_NAME["time"].flag
 
-ROOTLESS_HINT = (
-    "Run as root (sudo), or create a user namespace in the same step, with you mapped "
-    "to root inside it, as `unshare --map-root-user` does: labkit does that by itself "
-    "for a normal user (rootless mode: `labkit run -u ...`, spawn(..., 'uts')). The "
-    "capabilities you get in the new user namespace count for every namespace it owns.")
+# How deep the two hierarchical types nest below the initial namespace: the
+# kernel's MAX_PID_NS_LEVEL, and create_user_ns() refusing a parent at level
+# > 32 (user_namespaces(7) says 32; the kernel lets the 33rd level be made).
+MAX_PID_NESTING = 32
+MAX_USER_NESTING = 33
 
+
+# The classes ------------------------------------------------------------------
 
 class NamespaceError(OSError):
     """A failed namespace-related system call, with the lesson attached.
@@ -77,11 +83,162 @@ class CgroupError(NamespaceError):
     """A cgroup file or directory operation failed (cgroups(7)); labkit.cgroup gives the hint."""
 
 
+# From an errno to the lesson ------------------------------------------------------
+
+def error_for(syscall: str, err: int, flags: int = 0, detail: str = "") -> NamespaceError:
+    """Build the teaching error for SYSCALL failing with ERR.
+
+    FLAGS is the CLONE_NEW* mask the call was given (unshare, clone, setns);
+    DETAIL is appended to the call's name (a path, a hostname).  SYSCALL may
+    also name a /proc file labkit writes: uid_map, gid_map, setgroups,
+    timens_offsets.
+    """
+    name = syscall
+    if flags:
+        name += f"({_flags_text(flags)})"
+    if detail:
+        name += f" {detail}"
+
+    if syscall in ("uid_map", "gid_map", "setgroups") and err in (E.EPERM, E.EACCES, E.EINVAL):
+        return MapRuleError(err, name, MAP_HINT)
+    if syscall == "timens_offsets" and err in TIME_OFFSET_HINTS:
+        return NamespaceError(err, name, TIME_OFFSET_HINTS[err])
+    if syscall == "ioctl" and (err, detail) in IOCTL_HINTS:
+        return NamespaceError(err, name, IOCTL_HINTS[err, detail])
+    if syscall == "ioctl" and err == E.ENOTTY:
+        return NamespaceError(err, name, (
+            "the file is not a namespace: open /proc/PID/ns/TYPE, or a bind mount of it."))
+    if syscall in IPC_HINTS and err in IPC_HINTS[syscall]:
+        return NamespaceError(err, name, IPC_HINTS[syscall][err])
+    if err == E.EPERM:
+        return MissingCapability(err, name, _eperm_hint(syscall, flags))
+    if _needs_one_thread(syscall, err, flags) and thread_count() > 1:
+        return ThreadedProcessError(err, name, THREADS_HINT)
+    if err in (E.ENOSPC, E.EUSERS) and syscall.startswith(("unshare", "clone")):
+        return NamespaceLimitError(err, name, _limit_hint(flags))
+    if err in (E.EINVAL, E.EBUSY) and syscall.startswith("pivot_root"):
+        return NamespaceError(err, name, (
+            "pivot_root(2) wants: new_root a mount point other than the current root "
+            "(bind-mount it onto itself first), put_old at or under new_root, and "
+            "neither the current root nor new_root on a shared mount (make / private "
+            "with MS_REC|MS_PRIVATE first, in a new mount namespace)."))
+    if err == E.EINVAL and syscall.startswith("setns"):
+        return NamespaceError(err, name, (
+            "setns(2): the file descriptor is not a namespace of the type given in "
+            "nstype, or joining is not allowed: a user namespace cannot be joined by "
+            "a multi-threaded process, a process cannot rejoin its own user namespace, "
+            "and a PID namespace can be joined only if it is our own or below it."))
+    if err == E.EINVAL and syscall.startswith(("sethostname", "setdomainname")):
+        return NamespaceError(err, name, (
+            "uts_namespaces(7): a hostname or NIS domain name is at most 64 bytes "
+            "(HOST_NAME_MAX)."))
+    if err == E.EINVAL and syscall.startswith("umount"):
+        return NamespaceError(err, name, (
+            "umount2(2): nothing is mounted there, or the mount is locked: in a user "
+            "namespace, mounts that came with the copy of a more privileged mount "
+            "namespace cannot be unmounted one by one (mount_namespaces(7))."))
+    if err == E.EBUSY and syscall.startswith("umount"):
+        return NamespaceError(err, name, (
+            "the mount is in use (an open file, a working directory, a mount below it): "
+            "umount2(MNT_DETACH) detaches it now and frees it when the last user lets go."))
+    return NamespaceError(err, name)
+
+
+def check(result: int, syscall: str, flags: int = 0, detail: str = "") -> int:
+    """Raise the teaching error if a C library call returned -1; else pass RESULT on.
+
+    The call must come from a ``ctypes.CDLL(..., use_errno=True)``, whose
+    private copy of errno ctypes.get_errno() reads.
+    """
+    if result == -1:
+        raise error_for(syscall, ctypes.get_errno(), flags, detail)
+    return result
+
+
+def _flags_text(flags: int) -> str:
+    try:
+        return format_flags(flags)
+    except ValueError:
+        return f"{flags:#x}"
+
+
 def _types(flags: int) -> str:
     try:
         return ", ".join(t.name for t in decode_flags(flags)) or "no"
     except ValueError:
         return f"{flags:#x}"
+
+
+# The rules of the /proc files and ioctls --------------------------------------
+
+MAP_HINT = (
+    "user_namespaces(7): a map is written once, in one write(2), as lines 'INSIDE OUTSIDE "
+    "COUNT' whose ranges do not overlap, by a process with CAP_SETUID (CAP_SETGID for "
+    "gid_map) in the parent user namespace, or by an unprivileged process that maps only "
+    "its own effective id (one line, count 1); an unprivileged writer must write 'deny' "
+    "to /proc/PID/setgroups before gid_map (the Linux 3.19 fix), and setgroups cannot "
+    "change once gid_map is written.")
+
+TIME_OFFSET_HINTS = {
+    E.EPERM: "Writing time offsets needs CAP_SYS_TIME in the user namespace that owns "
+             "the time namespace.",
+    E.EACCES: "Time offsets can be written only before the first process enters the new "
+              "time namespace (after unshare(CLONE_NEWTIME), before fork).",
+    E.ERANGE: "The offset would make the clock negative (or absurdly large): a negative "
+              "offset may be at most the clock's current value.",
+    E.EINVAL: "Each line is 'CLOCK SECONDS NANOSECONDS' with CLOCK monotonic or boottime "
+              "and 0 <= NANOSECONDS < 1000000000 (negative offsets go in SECONDS).",
+}
+
+IOCTL_HINTS = {
+    (E.EPERM, "NS_GET_PARENT"): (
+        "ioctl_ns(2): the namespace asked for lies outside the caller's own "
+        "namespace tree (above its PID or user namespace), so the kernel will not "
+        "show it; at the top of the tree this is how the walk ends."),
+    (E.EINVAL, "NS_GET_PARENT"): (
+        "ioctl_ns(2): only PID and user namespaces form a tree with parents; every "
+        "namespace has an owner, though (NS_GET_USERNS)."),
+}
+IOCTL_HINTS[E.EPERM, "NS_GET_USERNS"] = IOCTL_HINTS[E.EPERM, "NS_GET_PARENT"]
+
+# System V IPC and POSIX message queues: objects found by name, in the caller's
+# IPC namespace only (ipc_namespaces(7)).
+_SYSV_NOT_FOUND = ("no object with this key in the caller's IPC namespace, and IPC_CREAT was "
+                   "not given: System V objects belong to the IPC namespace that made them, "
+                   "and another namespace's key finds nothing here (ipcs lists this one's).")
+_SYSV_EXISTS = ("IPC_CREAT|IPC_EXCL asks for a new object, and this IPC namespace has one "
+                "with this key already.")
+_SYSV_LIMIT = ("a limit of this IPC namespace was reached (/proc/sys/kernel/shmmni, shmall, "
+               "msgmni or sem, which each IPC namespace has its own copy of).")
+IPC_HINTS = {
+    "shmget": {E.ENOENT: _SYSV_NOT_FOUND, E.EEXIST: _SYSV_EXISTS, E.ENOSPC: _SYSV_LIMIT,
+               E.EINVAL: "the size is outside /proc/sys/kernel/shmmin..shmmax, or a segment "
+                         "with this key exists and is smaller than the size asked for."},
+    "msgget": {E.ENOENT: _SYSV_NOT_FOUND, E.EEXIST: _SYSV_EXISTS, E.ENOSPC: _SYSV_LIMIT},
+    "semget": {E.ENOENT: _SYSV_NOT_FOUND, E.EEXIST: _SYSV_EXISTS, E.ENOSPC: _SYSV_LIMIT,
+               E.EINVAL: "the number of semaphores is outside 1..SEMMSL (/proc/sys/kernel/sem), "
+                         "or a set with this key exists and has fewer."},
+    "mq_open": {
+        E.ENOENT: "no queue of this name in the caller's IPC namespace, and O_CREAT was not "
+                  "given: POSIX queues belong to one IPC namespace (an mqueue mount lists "
+                  "those of its mounter's).",
+        E.EEXIST: "O_CREAT|O_EXCL asks for a new queue, and this IPC namespace has one of "
+                  "this name already.",
+        E.EINVAL: "a queue's name is '/' and up to 255 more characters, none of them '/' "
+                  "(mq_overview(7)).",
+        E.EMFILE: "the per-process limit on open queue descriptors was reached.",
+    },
+    "mq_unlink": {E.ENOENT: "no queue of this name in the caller's IPC namespace."},
+}
+
+
+# EPERM: which capability, over which namespace ------------------------------------
+
+ROOTLESS_HINT = (
+    "Run as root (sudo), or create a user namespace in the same step, with you mapped "
+    "to root inside it, as `unshare --map-root-user` does: labkit does that by itself "
+    "for a normal user (rootless mode: `labkit run -u ...`, spawn(..., 'uts')). The "
+    "capabilities you get in the new user namespace count for every namespace it owns.")
 
 
 def _eperm_hint(syscall: str, flags: int) -> str:
@@ -96,10 +253,15 @@ def _eperm_hint(syscall: str, flags: int) -> str:
                 f"user namespace that will own it, and {who} does not have it. "
                 "A user namespace needs no capability at all. " + ROOTLESS_HINT)
     if syscall.startswith("setns"):
-        return ("Joining a namespace needs CAP_SYS_ADMIN in the user namespace that "
-                "owns it (for a user namespace: in that namespace itself; for a mount "
-                f"namespace, also CAP_SYS_CHROOT), and {who} does not have it. "
-                "Run as root, or join the owning user namespace first (nsenter -U).")
+        # Since Linux 3.8 every *_install() of the kernel asks for both: the
+        # owner's capability, and the caller's own (so that a namespace made by
+        # an unprivileged user cannot lend its capabilities to a process outside).
+        return ("Joining a namespace needs CAP_SYS_ADMIN in the user namespace that owns "
+                "it and in the caller's own user namespace (a mount namespace also needs "
+                "CAP_SYS_CHROOT in the caller's; a user namespace only CAP_SYS_ADMIN in "
+                f"itself), and {who} lacks one of them. Run as root, or join the owning "
+                "user namespace first (nsenter -U, labkit enter -U): its creator has every "
+                "capability there.")
     if syscall.startswith(("sethostname", "setdomainname")):
         return ("Setting the hostname needs CAP_SYS_ADMIN in the user namespace that "
                 "owns the UTS namespace. Create a UTS namespace together with a user "
@@ -122,11 +284,10 @@ def _userns_eperm_hint() -> str:
     for path, bad in (("/proc/sys/kernel/unprivileged_userns_clone", "0"),
                       ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1")):
         try:
-            with open(path) as f:
-                if f.read().strip() == bad:
-                    reasons.append(f"{path} is {bad}: unprivileged user namespaces are "
-                                   "disabled on this machine (an administrator can "
-                                   "change it with sysctl).")
+            if read_text(path) == bad:
+                reasons.append(f"{path} is {bad}: unprivileged user namespaces are "
+                               "disabled on this machine (an administrator can "
+                               "change it with sysctl).")
         except OSError:
             pass
     if len(reasons) == 1:
@@ -137,25 +298,7 @@ def _userns_eperm_hint() -> str:
     return " ".join(reasons)
 
 
-MAP_HINT = (
-    "user_namespaces(7): a map is written once, in one write(2), as lines 'INSIDE OUTSIDE "
-    "COUNT' whose ranges do not overlap, by a process with CAP_SETUID (CAP_SETGID for "
-    "gid_map) in the parent user namespace, or by an unprivileged process that maps only "
-    "its own effective id (one line, count 1); an unprivileged writer must write 'deny' "
-    "to /proc/PID/setgroups before gid_map (the Linux 3.19 fix), and setgroups cannot "
-    "change once gid_map is written.")
-
-TIME_OFFSET_HINTS = {
-    E.EPERM: "Writing time offsets needs CAP_SYS_TIME in the user namespace that owns "
-             "the time namespace.",
-    E.EACCES: "Time offsets can be written only before the first process enters the new "
-              "time namespace (after unshare(CLONE_NEWTIME), before fork).",
-    E.ERANGE: "The offset would make the clock negative (or absurdly large): a negative "
-              "offset may be at most the clock's current value.",
-    E.EINVAL: "Each line is 'CLOCK SECONDS NANOSECONDS' with CLOCK monotonic or boottime "
-              "and 0 <= NANOSECONDS < 1000000000 (negative offsets go in SECONDS).",
-}
-
+# EINVAL from threads -------------------------------------------------------------
 
 THREADS_HINT = (
     "This needs a single-threaded process: the user namespace decides the credentials "
@@ -177,103 +320,51 @@ def _needs_one_thread(syscall: str, err: int, flags: int) -> bool:
     return False
 
 
-def error_for(syscall: str, err: int, flags: int = 0, detail: str = "") -> NamespaceError:
-    """Build the teaching error for SYSCALL failing with ERR.
-
-    FLAGS is the CLONE_NEW* mask the call was given (unshare, clone, setns);
-    DETAIL is appended to the call's name (a path, a hostname).  SYSCALL may
-    also name a /proc file labkit writes: uid_map, gid_map, setgroups,
-    timens_offsets.
-    """
-    name = syscall
-    if flags:
-        name += f"({_flags_text(flags)})"
-    if detail:
-        name += f" {detail}"
-
-    if syscall in ("uid_map", "gid_map", "setgroups") and err in (E.EPERM, E.EACCES, E.EINVAL):
-        return MapRuleError(err, name, MAP_HINT)
-    if syscall == "timens_offsets" and err in TIME_OFFSET_HINTS:
-        return NamespaceError(err, name, TIME_OFFSET_HINTS[err])
-    if err == E.EPERM and syscall == "ioctl" and detail in ("NS_GET_PARENT", "NS_GET_USERNS"):
-        return NamespaceError(err, name, (
-            "ioctl_ns(2): the namespace asked for lies outside the caller's own "
-            "namespace tree (above its PID or user namespace), so the kernel will not "
-            "show it; at the top of the tree this is how the walk ends."))
-    if err == E.EINVAL and syscall == "ioctl" and detail == "NS_GET_PARENT":
-        return NamespaceError(err, name, (
-            "ioctl_ns(2): only PID and user namespaces form a tree with parents; every "
-            "namespace has an owner, though (NS_GET_USERNS)."))
-    if err == E.ENOTTY and syscall == "ioctl":
-        return NamespaceError(err, name, (
-            "the file is not a namespace: open /proc/PID/ns/TYPE, or a bind mount of it."))
-    if err == E.EPERM:
-        return MissingCapability(err, name, _eperm_hint(syscall, flags))
-    if _needs_one_thread(syscall, err, flags) and thread_count() > 1:
-        return ThreadedProcessError(err, name, THREADS_HINT)
-    if err in (E.ENOSPC, E.EUSERS):
-        return NamespaceLimitError(err, name, _limit_hint(flags))
-    if err in (E.EINVAL, E.EBUSY) and syscall.startswith("pivot_root"):
-        return NamespaceError(err, name, (
-            "pivot_root(2) wants: new_root a mount point other than the current root "
-            "(bind-mount it onto itself first), put_old at or under new_root, and "
-            "neither the current root nor new_root on a shared mount (make / private "
-            "with MS_REC|MS_PRIVATE first, in a new mount namespace)."))
-    if err == E.EINVAL and syscall.startswith("setns"):
-        return NamespaceError(err, name, (
-            "setns(2): the file descriptor is not a namespace of the type given in "
-            "nstype, or joining is not allowed: a user namespace cannot be joined by "
-            "a multi-threaded process, a process cannot rejoin its own user namespace, "
-            "and a PID namespace can be joined only if it is our own or below it."))
-    if err == E.EINVAL and syscall.startswith(("sethostname", "setdomainname")):
-        return NamespaceError(err, name, (
-            "uts_namespaces(7): a hostname or NIS domain name is at most 64 bytes "
-            "(HOST_NAME_MAX)."))
-    if err == E.EBUSY and "/proc" in name:
-        return NamespaceError(err, name, "the target is in use; unmount it with MNT_DETACH.")
-    return NamespaceError(err, name)
-
-
 def thread_count() -> int:
     """How many threads this process has (the Threads: line of /proc/self/status)."""
     return int(status_field("self", "Threads"))
 
 
-def _flags_text(flags: int) -> str:
-    try:
-        return format_flags(flags)
-    except ValueError:
-        return f"{flags:#x}"
-
+# ENOSPC: a limit on how many, or on how deep ---------------------------------------
 
 def _limit_hint(flags: int) -> str:
-    """Name the /proc/sys/user/max_*_namespaces file of each type asked for.
+    """Which limit unshare(2) or clone(2) ran into.
 
-    The files show the limits of the reader's own user namespace; a new
-    namespace is also counted against every ancestor user namespace.
+    Two limits answer ENOSPC.  The depth of PID and user namespaces is fixed
+    in the kernel; the number of namespaces of each type a user may own is
+    /proc/sys/user/max_*_namespaces, counted in every ancestor user namespace
+    as well.  When the caller's PID namespace is as deep as it goes, that is
+    the answer; the kernel does not say which, so otherwise we name both.
     """
+    level = _pid_nesting_level()
+    if flags & CLONE_NEWPID and level >= MAX_PID_NESTING:
+        return (f"PID namespaces go at most {MAX_PID_NESTING} levels below the initial one "
+                f"(MAX_PID_NS_LEVEL), and this process's PID namespace is {level} levels down "
+                f"already: the NSpid line of /proc/self/status has {level + 1} PIDs, one per "
+                "level. No sysctl raises this limit (/proc/sys/user/max_pid_namespaces counts "
+                "namespaces, not levels): create the namespace from a process higher up.")
     hints = []
     for t in decode_flags(flags) if flags else []:
         path = f"/proc/sys/user/max_{t.name}_namespaces"
         try:
-            with open(path) as f:
-                hints.append(f"{path} is {f.read().strip()}")
+            hints.append(f"{path} is {read_text(path)}")
         except OSError:
             continue
     text = ("A namespace limit was reached: " + ", ".join(hints) + " (the limits of this "
             "user namespace; those of its ancestors count too). " if hints
             else "A namespace limit was reached. ")
     if flags & (CLONE_NEWUSER | CLONE_NEWPID):
-        # MAX_PID_NS_LEVEL is 32; create_user_ns() refuses a parent at level > 32.
-        text += ("Nesting is limited too: PID namespaces go at most 32 levels below the "
-                 "initial one, user namespaces 33; one level more fails the same way "
-                 "(with EUSERS for user namespaces before Linux 4.9). ")
+        text += (f"Nesting is limited too: PID namespaces go at most {MAX_PID_NESTING} levels "
+                 f"below the initial one, user namespaces {MAX_USER_NESTING}; one level more "
+                 "fails the same way (before Linux 4.9 with EINVAL for PID and EUSERS for user "
+                 "namespaces). ")
     return text + "Raise the limit with sysctl (as root), or end processes that hold namespaces."
 
 
-def check(result: int, syscall: str, flags: int = 0, detail: str = "") -> int:
-    """Raise the teaching error if a libc call returned -1; else pass RESULT on."""
-    if result == -1:
-        import ctypes
-        raise error_for(syscall, ctypes.get_errno(), flags, detail)
-    return result
+def _pid_nesting_level() -> int:
+    """How many PID namespaces below /proc's this process is: NSpid has one PID per level.
+
+    That is the depth below the initial namespace when /proc is the host's;
+    a /proc mounted further down shows fewer levels, never more.
+    """
+    return len(status_field("self", "NSpid").split()) - 1

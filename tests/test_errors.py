@@ -87,6 +87,19 @@ def test_unprivileged_setns_needs_cap_sys_admin(unprivileged):
     assert "CAP_SYS_ADMIN in the user namespace that owns it" in str(e)
 
 
+def test_unprivileged_setns_into_a_namespace_it_owns_needs_its_own_capability_too(unprivileged):
+    """The owner's capability is not enough: the kernel asks for CAP_SYS_ADMIN in the caller's too."""
+    prelude = ("import atexit, os, signal\nfrom labkit import syscalls\nfrom labkit.spawn import spawn\n"
+               "holder = spawn(signal.pause, 'uts')  # rootless: a user namespace we own, and a uts\n"
+               "atexit.register(lambda: (holder.kill(), holder.wait()))\n"
+               "def join_holders_uts():\n"
+               "    syscalls.setns(os.open(f'/proc/{holder.pid}/ns/uts', os.O_RDONLY), 'uts')\n")
+    e = unprivileged_error(unprivileged, "join_holders_uts", prelude)
+    assert type(e) is MissingCapability and e.errno == errno.EPERM
+    assert "and in the caller's own user namespace" in e.hint
+    assert "join the owning user namespace first" in e.hint
+
+
 def test_unprivileged_sethostname_needs_its_own_uts_namespace(unprivileged):
     e = unprivileged_error(unprivileged, "syscalls.sethostname, 'box'")
     assert type(e) is MissingCapability
@@ -216,6 +229,9 @@ def test_pid_namespaces_nest_32_deep():
     assert e.errno == errno.ENOSPC
     assert "PID namespaces go at most 32 levels below the initial one" in str(e)
     assert "/proc/sys/user/max_pid_namespaces" in str(e)
+    # The kernel says ENOSPC for both limits; here the depth is the cause, and the hint leads with it.
+    assert e.hint.startswith("PID namespaces go at most 32 levels below the initial one")
+    assert "is 32 levels down already" in e.hint
 
 
 # --- setns: EINVAL ------------------------------------------------------------

@@ -78,6 +78,17 @@ def test_shmget_of_a_missing_key_fails_with_enoent(key):
     with pytest.raises(OSError) as info:
         run(ipc.shmget, key, 4096, 0, namespaces="ipc")  # no IPC_CREAT
     assert info.value.errno == errno.ENOENT and "shmget" in str(info.value)
+    assert "IPC_CREAT was not given" in info.value.hint and "IPC namespace" in info.value.hint
+
+
+def test_shmget_exclusive_of_a_taken_key_says_it_exists(key):
+    def make_twice() -> None:
+        ipc.shmget(key, 4096)
+        ipc.shmget(key, 4096, ipc.IPC_CREAT | ipc.IPC_EXCL | 0o600)
+
+    with pytest.raises(OSError) as info:
+        run(make_twice, namespaces="ipc")  # the namespace, and the segment, die with the child
+    assert info.value.errno == errno.EEXIST and "IPC_EXCL" in info.value.hint
 
 
 def test_posix_queue_is_visible_only_in_its_namespace(tmp_path):
