@@ -38,10 +38,10 @@ from typing import NamedTuple
 
 from . import syscalls
 from .errors import check
+from .syscalls import call_libc
 
-libc = ctypes.CDLL(None, use_errno=True)
 # glibc 2.34 moved the POSIX message queue calls from librt into libc.
-librt = libc if hasattr(libc, "mq_open") else ctypes.CDLL("librt.so.1", use_errno=True)
+librt = syscalls.libc if hasattr(syscalls.libc, "mq_open") else ctypes.CDLL("librt.so.1", use_errno=True)
 
 # From <sys/ipc.h>.
 IPC_PRIVATE = 0  # a key that always makes a new object
@@ -52,39 +52,34 @@ IPC_RMID = 0  # the *ctl command that removes an object
 
 # System V IPC: the C calls ------------------------------------------------------
 
-def _call(name: str, *args) -> int:
-    ctypes.set_errno(0)
-    return check(getattr(libc, name)(*args), name)
-
-
 def shmget(key: int, size: int, flags: int = IPC_CREAT | 0o600) -> int:
     """shmget(2): the id of the shared memory segment named KEY (made if IPC_CREAT)."""
-    return _call("shmget", ctypes.c_int(key), ctypes.c_size_t(size), flags)
+    return call_libc("shmget", ctypes.c_int(key), ctypes.c_size_t(size), flags)
 
 
 def shmctl(shmid: int, cmd: int = IPC_RMID) -> int:
     """shmctl(2) without a buffer: IPC_RMID removes the segment."""
-    return _call("shmctl", shmid, cmd, None)
+    return call_libc("shmctl", shmid, cmd, None)
 
 
 def msgget(key: int, flags: int = IPC_CREAT | 0o600) -> int:
     """msgget(2): the id of the message queue named KEY."""
-    return _call("msgget", ctypes.c_int(key), flags)
+    return call_libc("msgget", ctypes.c_int(key), flags)
 
 
 def msgctl(msqid: int, cmd: int = IPC_RMID) -> int:
     """msgctl(2) without a buffer: IPC_RMID removes the queue."""
-    return _call("msgctl", msqid, cmd, None)
+    return call_libc("msgctl", msqid, cmd, None)
 
 
 def semget(key: int, nsems: int, flags: int = IPC_CREAT | 0o600) -> int:
     """semget(2): the id of the set of NSEMS semaphores named KEY."""
-    return _call("semget", ctypes.c_int(key), nsems, flags)
+    return call_libc("semget", ctypes.c_int(key), nsems, flags)
 
 
 def semctl(semid: int, cmd: int = IPC_RMID) -> int:
     """semctl(2) for commands that need no argument: IPC_RMID removes the set."""
-    return _call("semctl", semid, 0, cmd)
+    return call_libc("semctl", semid, 0, cmd)
 
 
 # System V IPC: what a namespace holds ----------------------------------------
@@ -147,20 +142,17 @@ def mount_mqueue(target: str = MQUEUE) -> None:
 
 def mq_open(name: str, oflag: int = os.O_CREAT | os.O_RDWR, mode: int = 0o600) -> int:
     """mq_open(3): open (with O_CREAT: make) the POSIX message queue "/NAME"."""
-    ctypes.set_errno(0)
     mqd = librt.mq_open(os.fsencode(name), oflag, ctypes.c_uint(mode), None)
     return check(mqd, "mq_open", detail=name)
 
 
 def mq_close(mqd: int) -> None:
     """mq_close(3): close a queue descriptor (the queue itself stays)."""
-    ctypes.set_errno(0)
     check(librt.mq_close(mqd), "mq_close")
 
 
 def mq_unlink(name: str) -> None:
     """mq_unlink(3): remove the queue "/NAME" from the namespace."""
-    ctypes.set_errno(0)
     check(librt.mq_unlink(os.fsencode(name)), "mq_unlink", detail=name)
 
 

@@ -7,8 +7,12 @@ the C library's wrappers directly, the same functions a C program calls, and
 system call, named as in section 2 of the manual, raising a teaching error
 from ``labkit.errors`` when the kernel says no.
 
+The calls came with these Linux releases: unshare 2.6.16, setns 3.0,
+pivot_root 2.3.41, pidfd_open 5.3 (setns on a pidfd 5.8); mount, umount2,
+sethostname and prctl are older than namespaces.
+
 See unshare(2), setns(2), mount(2), umount(2), pivot_root(2),
-sethostname(2), setdomainname(2), pidfd_open(2), prctl(2).
+sethostname(2), setdomainname(2), pidfd_open(2), prctl(2), rt_sigaction(2).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import errno
 import os
 import signal
 
-from .errors import check
+from .errors import NamespaceError, check, error_for
 from .nstypes import encode_flags
 from .procfs import status_field
 
@@ -46,7 +50,6 @@ MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
-SYS_pidfd_open = 434  # the same number on every architecture since 5.3
 SYS_rt_sigaction = {"x86_64": 13, "aarch64": 134, "riscv64": 134}.get(os.uname().machine)
 # pivot_root has a number of its own on each architecture (<asm/unistd.h>);
 # None where we do not know it, rather than a wrong call.
@@ -54,12 +57,11 @@ SYS_pivot_root = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "armv7l": 218, "i
                   "ppc64le": 203, "s390x": 217}.get(os.uname().machine)
 
 
-def _call(name: str, *args, call: str = "", flags: int = 0, detail: str = "") -> int:
-    """Call libc's NAME and raise the teaching error if it returns -1.
+def call_libc(name: str, *args, call: str = "", flags: int = 0, detail: str = "") -> int:
+    """Call the C library's function NAME and raise the teaching error if it returns -1.
 
     CALL is the system call's name when NAME is the generic syscall(2).
     """
-    ctypes.set_errno(0)
     return check(getattr(libc, name)(*args), call or name, flags, detail)
 
 
@@ -67,18 +69,12 @@ def unshare(namespaces) -> None:
     """unshare(2): move the calling process into new namespaces.
 
     NAMESPACES is a flag mask or names ("uts", ["mnt", "net"]).  Beware: a new
-    PID or time namespace is for the caller's *children* only, and CLONE_NEWUSER
-    and CLONE_NEWNS fail in a multi-threaded process.
+    PID or time namespace is for the caller's *children* only.  And threads:
+    in a multi-threaded process CLONE_NEWUSER fails (EINVAL), and CLONE_NEWNS
+    succeeds but moves only the calling thread.
     """
     flags = encode_flags(namespaces)
-    if hasattr(os, "unshare"):  # Python 3.12+
-        try:
-            os.unshare(flags)
-        except OSError as e:
-            from .errors import error_for
-            raise error_for("unshare", e.errno, flags) from None
-        return
-    _call("unshare", flags, flags=flags)
+    call_libc("unshare", flags, flags=flags)
 
 
 def setns(fd: int, namespaces=0) -> None:
@@ -89,28 +85,32 @@ def setns(fd: int, namespaces=0) -> None:
     namespaces to join, all at once, Linux 5.8+).
     """
     flags = encode_flags(namespaces) if namespaces else 0
-    _call("setns", fd, flags, flags=flags)
+    call_libc("setns", fd, flags, flags=flags)
 
 
 def pidfd_open(pid: int) -> int:
-    """pidfd_open(2): a file descriptor that refers to process PID (Linux 5.3+)."""
-    if hasattr(os, "pidfd_open"):
+    """pidfd_open(2): a file descriptor that refers to process PID (Linux 5.3+).
+
+    Python has this one (os.pidfd_open); we only give its failure the same shape.
+    """
+    try:
         return os.pidfd_open(pid)
-    return _call("syscall", SYS_pidfd_open, pid, 0, call="pidfd_open", detail=str(pid))
+    except OSError as e:
+        raise error_for("pidfd_open", e.errno, detail=str(pid)) from None
 
 
 def mount(source: str, target: str, fstype: str | None = None, flags: int = 0,
           data: str | None = None) -> None:
     """mount(2): attach a file system, or change a mount's flags or propagation."""
     enc = os.fsencode
-    _call("mount", enc(source) if source else None, enc(target),
+    call_libc("mount", enc(source) if source else None, enc(target),
           enc(fstype) if fstype else None, ctypes.c_ulong(flags),
           enc(data) if data else None, detail=target)
 
 
 def umount(target: str, flags: int = 0) -> None:
     """umount2(2): detach the mount at TARGET (MNT_DETACH: lazily, even if busy)."""
-    _call("umount2", os.fsencode(target), flags, detail=target)
+    call_libc("umount2", os.fsencode(target), flags, detail=target)
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
@@ -119,26 +119,27 @@ def pivot_root(new_root: str, put_old: str) -> None:
     glibc has no wrapper, so we go through syscall(2) with the call's number.
     """
     if SYS_pivot_root is None:
-        raise OSError(errno.ENOSYS, f"labkit does not know pivot_root's number on {os.uname().machine}")
-    _call("syscall", SYS_pivot_root, os.fsencode(new_root), os.fsencode(put_old),
+        raise NamespaceError(errno.ENOSYS, "pivot_root", f"labkit does not know the system call's "
+                             f"number on {os.uname().machine}: add it to SYS_pivot_root")
+    call_libc("syscall", SYS_pivot_root, os.fsencode(new_root), os.fsencode(put_old),
           call="pivot_root", detail=f"{new_root} {put_old}")
 
 
 def sethostname(name: str) -> None:
     """sethostname(2): set the hostname of the caller's UTS namespace."""
     raw = name.encode()
-    _call("sethostname", raw, len(raw), detail=repr(name))
+    call_libc("sethostname", raw, len(raw), detail=repr(name))
 
 
 def setdomainname(name: str) -> None:
     """setdomainname(2): set the NIS domain name of the caller's UTS namespace."""
     raw = name.encode()
-    _call("setdomainname", raw, len(raw), detail=repr(name))
+    call_libc("setdomainname", raw, len(raw), detail=repr(name))
 
 
 def prctl(option: int, arg2: int = 0) -> int:
     """prctl(2) with one argument: PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, ..."""
-    return _call("prctl", option, ctypes.c_ulong(arg2), 0, 0, 0)
+    return call_libc("prctl", option, ctypes.c_ulong(arg2), 0, 0, 0)
 
 
 def restore_default_signals() -> None:
@@ -158,5 +159,5 @@ def restore_default_signals() -> None:
             if SYS_rt_sigaction is None:
                 signal.signal(sig, signal.SIG_DFL)
             else:
-                _call("syscall", SYS_rt_sigaction, sig, default, None, 8, call="rt_sigaction",
+                call_libc("syscall", SYS_rt_sigaction, sig, default, None, 8, call="rt_sigaction",
                       detail=str(sig))
