@@ -226,7 +226,7 @@ def run_as_shell(start) -> int:
     """
     import signal  # here, not at the top: its enums cost every start of labkit a millisecond
 
-    from .spawn import FORWARDED_SIGNALS
+    from .child import FORWARDED_SIGNALS
 
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
     try:

@@ -24,7 +24,7 @@ steps of pivot_into, in the order the kernel needs them:
     2. mount(new, new, MS_BIND|MS_REC)        new_root must be a mount point
     3. pivot_root(new, new/.oldroot)          the old root moves to /.oldroot
     4. chdir("/")
-    5. mount("proc", "/proc", "proc")         a /proc of our own (see _mount_fresh_proc)
+    5. mount("proc", "/proc", "proc")         a /proc of our own (labkit.pid.mount_fresh_proc)
     6. umount2("/.oldroot", MNT_DETACH)       cut the last path back; then rmdir it
 
 pivot_root(".", ".") does the same without a put_old directory; see
@@ -57,8 +57,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import syscalls
-from .errors import NamespaceError, error_for
+from .errors import error_for
 from .nstypes import encode_flags
+from .pid import mount_fresh_proc
 from .spawn import Child, run, spawn
 
 # Building a root file system -----------------------------------------------
@@ -193,8 +194,11 @@ def pivot_into(rootfs: str, mount_proc: bool = True, put_old: str = ".oldroot") 
     # 4. pivot_root moves the root and working directory of the processes that
     #    were at the old root; chdir makes sure of ours.
     os.chdir("/")
+    # 5. A /proc of our own, while the old root is still attached: in a user
+    #    namespace the kernel mounts a proc only while another proc is fully
+    #    visible in the mount namespace, and the old root's is the one it finds.
     if mount_proc:
-        _mount_fresh_proc()
+        mount_fresh_proc()
     # 6. MNT_DETACH: the old root is busy (our own open files may be on it), so
     #    it is cut off now and freed when the last user lets go.
     syscalls.umount("/" + put_old, syscalls.MNT_DETACH)
@@ -215,30 +219,9 @@ def pivot_into_with_dot(rootfs: str, mount_proc: bool = True) -> None:
     os.chdir(new_root)
     syscalls.pivot_root(".", ".")
     if mount_proc:
-        _mount_fresh_proc()  # "/proc" is looked up in the new root, below the stacked old one
+        mount_fresh_proc()  # "/proc" is looked up in the new root, below the stacked old one
     syscalls.umount(".", syscalls.MNT_DETACH)
     os.chdir("/")
-
-
-def _mount_fresh_proc() -> None:
-    """5. Mount a /proc of our own, while the old root is still attached.
-
-    The order matters without privilege: in a user namespace the kernel
-    mounts a proc only if another proc is fully visible in the mount
-    namespace (it would otherwise reveal what overmounts hide), and the
-    old root's /proc is the one it finds.  And proc shows a PID namespace:
-    mounting it needs CAP_SYS_ADMIN over the PID namespace, so a normal user
-    needs a PID namespace of their own too.
-    """
-    os.makedirs("/proc", exist_ok=True)
-    try:
-        syscalls.mount("proc", "/proc", "proc",
-                       syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
-    except PermissionError as e:
-        raise NamespaceError(e.errno, "mount proc /proc", (
-            "mounting proc needs CAP_SYS_ADMIN in the user namespace that owns the "
-            "PID namespace it shows. Without root, create a PID namespace as well "
-            "(namespaces=('mnt', 'pid'))")) from None
 
 
 def enter_jail(rootfs: str, pivot: bool = True, mount_proc: bool = True) -> None:

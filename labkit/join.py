@@ -29,33 +29,34 @@ root of the mount namespace; we then change root to the target's own root
 CWD says otherwise.
 
 As with labkit.spawn, all of this happens in a child process, never in the
-caller.
+caller; labkit.child has the fork, the status pipe and the Child they share.
+
+setns(2) came with Linux 3.0 (for ipc, net and uts; the other types as
+they gained their /proc/PID/ns files, by 3.8), and takes a pidfd since 5.8.
 
 See setns(2), nsenter(1), pid_namespaces(7), time_namespaces(7).
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import signal
 from collections.abc import Callable, Sequence
 
 from . import syscalls
-from .errors import MissingCapability, NamespaceError
-from .nstypes import decode_flags, encode_flags, lookup
-from .spawn import (
+from .child import (
     Child,
-    _exec,
-    _exit_with,
-    _flush_std_streams,
-    _fork_and_wait,
-    _picklable,
-    _receive,
-    _redirect,
-    _send,
     collect,
+    die_with_parent,
+    flush_std_streams,
+    fork_into_pid_namespace,
+    redirect_stdio,
+    report_failure,
+    run_target,
+    wait_until_running,
 )
+from .errors import MissingCapability
+from .namespace import Namespace, proc_file_error
+from .nstypes import decode_flags, encode_flags, lookup
 
 # nsenter(1)'s order: user first (when it can be), the mount namespace late.
 JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt", "time")
@@ -82,46 +83,33 @@ def enter(pid: int, namespaces: object, target: Callable[..., object] | Sequence
 
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     parent = os.getpid()
-    _flush_std_streams()
+    flush_std_streams()
     child_pid = os.fork()
-    if child_pid == 0:
+    if child_pid == 0:  # ---------------------------------------------- the child
         os.close(status_r)
         try:
-            # Die with the parent, as spawn's children do.
-            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != parent:
-                os._exit(1)
+            die_with_parent(parent)
             _join_in_two_passes(fds)
             if root_fd >= 0:
                 os.fchdir(root_fd)
                 os.chroot(".")  # the target's root, which may be a pivot_root'ed one
             if cwd is not None:
                 os.chdir(cwd)
-            _redirect(stdin, stdout, stderr)
+            redirect_stdio(stdin, stdout, stderr)
             if "pid" in fds:
-                _fork_and_wait(status_w)  # only the grandchild returns
-                syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
-            if callable(target):
-                os.close(status_w)
-                _exit_with(target, args)
-            _exec(target, None)
+                fork_into_pid_namespace(status_w)  # only the grandchild returns
+            run_target(target, args, None, status_w)
         except BaseException as e:  # noqa: BLE001 - everything goes to the parent
-            _send(status_w, ("E", _picklable(e)))
-        os._exit(127)
+            report_failure(status_w, e)
 
+    # ------------------------------------------------------------- the parent
     os.close(status_w)
     for fd in [*fds.values(), root_fd]:
         if fd >= 0:
             os.close(fd)
-    child = Child(child_pid, child_pid)
+    child = Child(child_pid)
     try:
-        while (msg := _receive(status_r)) is not None:
-            kind, value = msg
-            if kind == "P":
-                child.pid = value
-            elif kind == "E":
-                child.wait()
-                raise value
+        wait_until_running(child, status_r)
     finally:
         os.close(status_r)
     return child
@@ -145,17 +133,8 @@ def _open_namespaces(pid: int, names: list[str]) -> dict[str, int]:
     except OSError as e:
         for fd in fds.values():
             os.close(fd)
-        raise _cannot_open(pid, path, e) from None
+        raise proc_file_error(pid, path, e) from None
     return fds
-
-
-def _cannot_open(pid: int, path: str, e: OSError) -> NamespaceError:
-    if e.errno == errno.ENOENT and not os.path.exists(f"/proc/{pid}"):
-        hint = f"there is no process {pid} (it may have exited)"
-    else:
-        hint = ("opening another process's namespace files needs ptrace access to "
-                "it: the same uid, or CAP_SYS_PTRACE")
-    return NamespaceError(e.errno, f"open {path}", hint)
 
 
 def _join_in_two_passes(fds: dict[str, int]) -> None:
@@ -180,11 +159,7 @@ def _join_in_two_passes(fds: dict[str, int]) -> None:
 
 def _differs(pid: int, name: str) -> bool:
     """Is PID's namespace NAME not ours?"""
-    path = f"/proc/{pid}/ns/{name}"
-    try:
-        return os.stat(path).st_ino != os.stat(f"/proc/self/ns/{name}").st_ino
-    except OSError as e:
-        raise _cannot_open(pid, path, e) from None
+    return Namespace.of(pid, name) != Namespace.of("self", name)
 
 
 def run_in(pid: int, namespaces: object, fn: Callable[..., object], *args: object) -> object:

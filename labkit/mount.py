@@ -198,10 +198,6 @@ def unmount(target: str, lazy: bool = False) -> None:
 
 # Propagation types: mount(2) with one MS_* flag and nothing else -----------
 
-PROPAGATION = {"shared": syscalls.MS_SHARED, "private": syscalls.MS_PRIVATE,
-               "slave": syscalls.MS_SLAVE, "unbindable": syscalls.MS_UNBINDABLE}
-
-
 def set_propagation(target: str, kind: str, recursive: bool = False) -> None:
     """mount --make-KIND TARGET (--make-rKIND with RECURSIVE: every mount below too).
 
@@ -209,9 +205,9 @@ def set_propagation(target: str, kind: str, recursive: bool = False) -> None:
     flag as the whole request.  Making a mount a slave needs it to be in a
     peer group first; otherwise it simply becomes private.
     """
-    if kind not in PROPAGATION:
-        raise ValueError(f"unknown propagation {kind!r}: one of {', '.join(PROPAGATION)}")
-    flags = PROPAGATION[kind] | (syscalls.MS_REC if recursive else 0)
+    if kind not in syscalls.PROPAGATION:
+        raise ValueError(f"unknown propagation {kind!r}: one of {', '.join(syscalls.PROPAGATION)}")
+    flags = syscalls.PROPAGATION[kind] | (syscalls.MS_REC if recursive else 0)
     syscalls.mount("none", target, None, flags)
 
 

@@ -70,7 +70,7 @@ class Namespace:
         try:
             st = os.stat(path)  # stat follows the link to the nsfs inode
         except OSError as e:
-            raise _not_found(pid, link, path, e) from None
+            raise proc_file_error(pid, path, e, "stat") from None
         return cls(lookup(link.removesuffix("_for_children")), st.st_dev, st.st_ino, path)
 
     @classmethod
@@ -207,18 +207,18 @@ class _OpenNamespace:
         os.close(self.fd)
 
 
-def _not_found(pid: int | str, link: str, path: str, e: OSError) -> NamespaceError:
-    """The teaching error for a /proc/PID/ns link that cannot be followed."""
+def proc_file_error(pid: int | str, path: str, e: OSError, call: str = "open") -> NamespaceError:
+    """The teaching error for CALL (open, stat) failing on PATH, a file of /proc/PID (ns/TYPE, root)."""
     hint = ""
     if e.errno == errno.ENOENT and not os.path.exists(f"/proc/{pid}"):
         hint = f"there is no process {pid} (it may have exited)"
-    elif e.errno == errno.ENOENT and link == "pid_for_children":
+    elif e.errno == errno.ENOENT and path.endswith("/pid_for_children"):
         hint = ("after unshare(CLONE_NEWPID) the new PID namespace has no init until the "
                 "first fork, and until then the kernel shows no pid_for_children")
     elif e.errno == errno.EACCES:
-        hint = ("following another process's namespace links needs ptrace access to it "
-                "(the same uid, or CAP_SYS_PTRACE)")
-    return NamespaceError(e.errno, f"stat {path}", hint)
+        hint = ("another process's /proc/PID/ns links and /proc/PID/root need ptrace access "
+                "to it (ptrace(2), PTRACE_MODE_READ): the same uid, or CAP_SYS_PTRACE")
+    return NamespaceError(e.errno, f"{call} {path}", hint)
 
 
 def _ioctl(fd: int, request: int) -> int:

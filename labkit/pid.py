@@ -37,6 +37,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import syscalls
+from .errors import MissingCapability
 from .namespace import Namespace
 from .procfs import stat_fields, status_field
 
@@ -89,6 +90,31 @@ def ancestors_of(pid: int | str = "self") -> list[Namespace]:
     hidden.  Asked from inside, a namespace has no visible parent at all.
     """
     return Namespace.of(pid, "pid").ancestors()
+
+
+# 4. A fresh /proc -------------------------------------------------------------
+
+def mount_fresh_proc(target: str = "/proc") -> None:
+    """mount -t proc proc TARGET: a /proc that shows the caller's PID namespace.
+
+    Do it in a mount namespace of one's own: in the caller's, the new /proc
+    would replace /proc for every process that shares the mount namespace.
+    The kernel asks for CAP_SYS_ADMIN over the PID namespace that the proc
+    will show as well as over the mount namespace, so a normal user needs
+    a PID namespace of their own too (labkit run -p --mount-proc); and in a
+    user namespace it mounts a proc only while another proc is fully
+    visible in the mount namespace (nothing mounted over parts of it), since
+    a new one would reveal what such mounts hide.
+    """
+    os.makedirs(target, exist_ok=True)
+    try:
+        syscalls.mount("proc", target, "proc",
+                       syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+    except MissingCapability as e:
+        raise MissingCapability(e.errno, e.syscall, (
+            "Mounting proc needs CAP_SYS_ADMIN in the user namespace that owns the "
+            "mounter's PID namespace, as well as the mount namespace. In rootless mode, "
+            "add a new PID namespace too ('pid'; labkit run -p --mount-proc).")) from None
 
 
 # 5. Orphans -----------------------------------------------------------------

@@ -42,6 +42,11 @@ MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
 MS_SHARED = 1 << 20
 
+# The propagation types of mount_namespaces(7), by the names mount(8) gives them
+# (--make-shared, ...): each is a mount(2) call with that one flag (and MS_REC).
+PROPAGATION = {"shared": MS_SHARED, "private": MS_PRIVATE, "slave": MS_SLAVE,
+               "unbindable": MS_UNBINDABLE}
+
 # umount2(2) flags.
 MNT_FORCE = 1
 MNT_DETACH = 2
