@@ -32,6 +32,7 @@ See time_namespaces(7), clock_gettime(2), proc(5) (/proc/uptime,
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -109,6 +110,8 @@ def read_offsets(pid: int | str = "self") -> dict[str, float]:
 
 def offset_line(clock: str, seconds: float) -> str:
     """One line for timens_offsets: -1.5 s is "-2 500000000" (nanoseconds are never negative)."""
+    if not math.isfinite(seconds):
+        raise ValueError(f"a {clock} offset is a finite number of seconds, not {seconds}")
     whole, nanoseconds = divmod(round(seconds * 1_000_000_000), 1_000_000_000)
     return f"{clock} {whole} {nanoseconds}\n"
 

@@ -208,6 +208,13 @@ def test_run_bad_hostname_is_a_message():
     assert "need a new UTS namespace: add -u" in result.stderr
 
 
+@pytest.mark.parametrize("offset", ["inf", "nan", "-inf"])
+def test_run_time_offset_that_is_no_number_of_seconds_is_a_message(offset):
+    result = labkit("run", "-T", f"--monotonic={offset}", "--", "true")
+    assert_clean_failure(result)
+    assert "monotonic offset is a finite number of seconds" in result.stderr
+
+
 def test_run_without_a_command_starts_the_shell():
     result = labkit("run", "-u", "--hostname", "shell", input="hostname\nexit 4\n",
                     env={**os.environ, "SHELL": "/bin/sh"})
