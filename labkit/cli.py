@@ -198,8 +198,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_container(args: argparse.Namespace) -> int:
-    from .container import container_command
-    return container_command(args)
+    from .container import parse_veth, start
+
+    veth = parse_veth(args.veth) if args.veth else None
+    return run_as_shell(lambda: start(args.rootfs, args.argv or ["/bin/sh"],
+                                      hostname=args.hostname, user=args.user, veth=veth))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

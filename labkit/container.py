@@ -52,7 +52,6 @@ cgroup_namespaces(7), network_namespaces(7), user_namespaces(7), and
 
 from __future__ import annotations
 
-import argparse
 import errno
 import ipaddress
 import os
@@ -61,6 +60,7 @@ import subprocess
 from collections.abc import Sequence
 
 from . import net, syscalls
+from .child import picklable
 from .errors import NamespaceError
 from .jail import build_busybox_rootfs, pivot_into_with_dot
 from .pid import run_init
@@ -168,19 +168,12 @@ def _container(rootfs: str, argv: list[str], hostname: str, address: str | None,
         os.environ.clear()  # a container starts with an environment of its own
         os.environ.update(PATH=PATH, HOME="/root", HOSTNAME=hostname, TERM=term)
     except BaseException as e:  # noqa: BLE001 - the caller reports it
-        os.write(ready_w, _pickled(e))
+        os.write(ready_w, pickle.dumps(picklable(e)))
         return 1
     os.write(ready_w, b"!")
     os.close(ready_w)
     os.close(go_r)
     return run_init(argv)
-
-
-def _pickled(e: BaseException) -> bytes:
-    try:
-        return pickle.dumps(e)
-    except Exception:  # noqa: BLE001 - an error that cannot travel is told as text
-        return pickle.dumps(OSError(errno.EIO, f"{type(e).__name__}: {e}"))
 
 
 def enter_rootfs(rootfs: str) -> None:
@@ -220,7 +213,7 @@ def network_up(address: str | None) -> None:
     net.set_up("eth0")
 
 
-# --- labkit container ROOTFS [--hostname H] [-U] [--veth A,B] -- COMMAND -------
+# --- The command line: labkit container ROOTFS [--veth A,B] (labkit.cli) ------
 
 def parse_veth(text: str) -> tuple[str, str]:
     """ "10.200.1.1/24,10.200.1.2/24" -> ("10.200.1.1/24", "10.200.1.2/24"), checked."""
@@ -236,16 +229,3 @@ def parse_veth(text: str) -> tuple[str, str]:
         raise ValueError(f"--veth {text!r}: the two addresses must differ and share a network")
     return str(host), str(inside)
 
-
-def container_command(args: argparse.Namespace) -> int:
-    """The `labkit container` subcommand: run, wait like a shell, return the exit status."""
-    from .cli import run_as_shell
-    from .output import error
-
-    try:
-        veth = parse_veth(args.veth) if args.veth else None
-        return run_as_shell(lambda: start(args.rootfs, args.argv or ["/bin/sh"],
-                                          hostname=args.hostname, user=args.user, veth=veth))
-    except (OSError, ValueError) as e:
-        error(str(e))
-        return 1
