@@ -57,6 +57,7 @@ from .errors import CgroupError
 from .mount import parse_mountinfo_line
 from .nstypes import BY_NAME
 from .procfs import read_text, write_once
+from .spawn import spawn
 
 CLONE_NEWCGROUP = BY_NAME["cgroup"].flag
 DEFAULT_PREFIX = "nslab"
@@ -350,8 +351,6 @@ def spawn_in(group: Cgroup, target: Callable[..., object] | Sequence[str],
     in at that moment: asking spawn() for "cgroup" would root the namespace
     at the parent's cgroup instead.
     """
-    from .spawn import spawn  # spawn imports much; the cgroup functions above need none of it
-
     def join_then_run(*a: object) -> object:
         group.add(0)
         if new_cgroup_namespace:

@@ -38,6 +38,8 @@ from typing import NamedTuple
 
 from . import syscalls
 from .errors import check
+from .namespace import NS_GET_USERNS, ioctl_ns
+from .spawn import run
 from .syscalls import call_libc
 
 # glibc 2.34 moved the POSIX message queue calls from librt into libc.
@@ -182,16 +184,12 @@ def sysv_objects_in(ns_fd: int) -> list[IpcObject]:
 
     A child joins it with setns(2) and reads /proc/sysvipc there; the
     caller's own namespace does not change.  Joining needs CAP_SYS_ADMIN in
-    the user namespace that owns the IPC namespace, so when that is not ours
-    (a normal user's namespaces) the child joins the owner first.
+    the user namespace that owns the IPC namespace and in the joiner's own,
+    so when the owner is not ours (a normal user's namespaces) the child
+    joins the owner first, where its creator has every capability.
     """
-    import fcntl
-
-    from .namespace import NS_GET_USERNS
-    from .spawn import run
-
     def join_and_list() -> list[IpcObject]:
-        owner = fcntl.ioctl(ns_fd, NS_GET_USERNS)  # an fd on the owning user namespace
+        owner = ioctl_ns(ns_fd, NS_GET_USERNS)  # an fd on the owning user namespace
         try:
             if os.fstat(owner).st_ino != os.stat("/proc/self/ns/user").st_ino:
                 syscalls.setns(owner, "user")

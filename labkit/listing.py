@@ -39,16 +39,14 @@ and NS_GET_OWNER_UID in 4.11.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import pwd
-import struct
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .namespace import NS_GET_NSTYPE, NS_GET_OWNER_UID, NS_GET_PARENT, NS_GET_USERNS
+from .namespace import NS_GET_NSTYPE, NS_GET_PARENT, NS_GET_USERNS, ioctl_ns, owner_uid_of
 from .nstypes import BY_FLAG, TYPES, lookup
 from .procfs import stat_fields
 
@@ -146,7 +144,7 @@ def _ids(fd: int, nstype: str) -> tuple[int, int, int]:
 def _related_inode(fd: int, request: int) -> int:
     """The inode of the namespace an ioctl_ns(2) REQUEST returns, or 0 as lsns prints it."""
     try:
-        other = fcntl.ioctl(fd, request)  # a new file descriptor for the related namespace
+        other = ioctl_ns(fd, request)  # a new file descriptor for the related namespace
     except OSError:  # EPERM: it lies above our own user or PID namespace
         return 0
     try:
@@ -212,11 +210,11 @@ def _add_missing_relatives(found: dict[int, NamespaceInfo], fd: int, info: Names
         if not inode or inode in found:
             continue
         try:
-            other = fcntl.ioctl(fd, request)
+            other = ioctl_ns(fd, request)
         except OSError:
             continue
         try:
-            nstype = BY_FLAG[fcntl.ioctl(other, NS_GET_NSTYPE)].name
+            nstype = BY_FLAG[ioctl_ns(other, NS_GET_NSTYPE)].name
             if nstype not in wanted:
                 continue
             ino, parent, owner = _ids(other, nstype)
@@ -229,12 +227,10 @@ def _add_missing_relatives(found: dict[int, NamespaceInfo], fd: int, info: Names
 
 def _owner_uid(fd: int) -> int:
     """NS_GET_OWNER_UID: the uid that created a user namespace (0 for other types, as in lsns)."""
-    buf = bytearray(4)
     try:
-        fcntl.ioctl(fd, NS_GET_OWNER_UID, buf, True)
+        return owner_uid_of(fd)
     except OSError:
         return 0
-    return struct.unpack("I", buf)[0]
 
 
 # Trees ---------------------------------------------------------------------

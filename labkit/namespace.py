@@ -77,7 +77,7 @@ class Namespace:
     def from_fd(cls, fd: int, path: str = "") -> Namespace:
         """The namespace that the open file descriptor FD refers to."""
         st = os.fstat(fd)
-        return cls(BY_FLAG[_ioctl(fd, NS_GET_NSTYPE)], st.st_dev, st.st_ino, path)
+        return cls(BY_FLAG[ioctl_ns(fd, NS_GET_NSTYPE)], st.st_dev, st.st_ino, path)
 
     @classmethod
     def from_path(cls, path: str) -> Namespace:
@@ -129,7 +129,7 @@ class Namespace:
         fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         for request in self.route:  # follow the ioctls that found it
             try:
-                fd_next = _ioctl(fd, request)
+                fd_next = ioctl_ns(fd, request)
             finally:
                 os.close(fd)
             fd = fd_next
@@ -146,7 +146,7 @@ class Namespace:
 
     def _related(self, request: int) -> Namespace:
         with self.opened() as fd:
-            other = _ioctl(fd, request)
+            other = ioctl_ns(fd, request)
         try:
             found = Namespace.from_fd(other)
         finally:
@@ -171,12 +171,7 @@ class Namespace:
         if self.type.name != "user":
             raise ValueError("NS_GET_OWNER_UID works on user namespaces only")
         with self.opened() as fd:
-            buf = bytearray(4)
-            try:
-                fcntl.ioctl(fd, NS_GET_OWNER_UID, buf, True)
-            except OSError as e:
-                raise error_for("ioctl", e.errno, detail="NS_GET_OWNER_UID") from None
-        return struct.unpack("I", buf)[0]
+            return owner_uid_of(fd)
 
     def ancestors(self) -> list[Namespace]:
         """This namespace's parents, nearest first, as far as the caller may see.
@@ -221,11 +216,22 @@ def proc_file_error(pid: int | str, path: str, e: OSError, call: str = "open") -
     return NamespaceError(e.errno, f"{call} {path}", hint)
 
 
-def _ioctl(fd: int, request: int) -> int:
+def ioctl_ns(fd: int, request: int) -> int:
+    """ioctl(FD, REQUEST) for a request without argument: a new fd, or the type (NS_GET_NSTYPE)."""
     try:
         return fcntl.ioctl(fd, request)
     except OSError as e:
         raise error_for("ioctl", e.errno, detail=IOCTL_NAMES[request]) from None
+
+
+def owner_uid_of(fd: int) -> int:
+    """NS_GET_OWNER_UID on FD, a user namespace: the uid (as we see it) of its creator."""
+    buf = bytearray(4)  # a uid_t the kernel writes into
+    try:
+        fcntl.ioctl(fd, NS_GET_OWNER_UID, buf, True)
+    except OSError as e:
+        raise error_for("ioctl", e.errno, detail="NS_GET_OWNER_UID") from None
+    return struct.unpack("I", buf)[0]
 
 
 def same_namespace(pid_a: int | str, pid_b: int | str, nstype: str) -> bool:

@@ -65,17 +65,14 @@ TYPES: tuple[NamespaceType, ...] = (
 BY_NAME = {t.name: t for t in TYPES}
 BY_FLAG = {t.flag: t for t in TYPES}
 
+ALL_FLAGS = sum(t.flag for t in TYPES)  # each flag is a bit of its own, so the sum is their or
+
 # Other spellings people use for the same types: unshare(1)'s long options,
-# the constant names, and "mount" for "mnt".
-ALIASES = {"mount": "mnt", "network": "net", "ns": "mnt"}
+# the constant names ("clone_newuts") and their tails ("ns" for mnt).
+ALIASES = {"mount": "mnt", "network": "net"}
 for _t in TYPES:
     ALIASES[_t.constant.lower()] = _t.name
     ALIASES[_t.constant.lower().removeprefix("clone_new")] = _t.name
-del _t
-
-ALL_FLAGS = 0
-for _t in TYPES:
-    ALL_FLAGS |= _t.flag
 del _t
 
 
@@ -114,8 +111,10 @@ def encode_flags(types: str | int | NamespaceType | Iterable[str | int | Namespa
     if isinstance(types, int):
         decode_flags(types)  # validate
         return types
-    if isinstance(types, (str, NamespaceType)):
-        types = [types] if isinstance(types, NamespaceType) else types.replace("|", ",").split(",")
+    if isinstance(types, NamespaceType):
+        types = [types]
+    elif isinstance(types, str):
+        types = types.replace("|", ",").split(",")
     mask = 0
     for t in types:
         if isinstance(t, str) and not t.strip():

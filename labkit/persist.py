@@ -49,6 +49,7 @@ from .errors import NamespaceError
 from .mount import parse_mountinfo_line
 from .namespace import Namespace
 from .nstypes import lookup
+from .spawn import run, spawn
 
 
 def persist(pid: int | str, nstype: str, path: str) -> Namespace:
@@ -182,16 +183,12 @@ def outlives_its_process(hold: str = "mount", hostname: str = "outlived-its-proc
     so the caller's mounts never change; a normal user gets a user namespace
     too (rootless mode).
     """
-    from .spawn import run
-
     if hold not in HOLDS:
         raise ValueError(f"hold must be one of {', '.join(HOLDS)}, not {hold!r}")
     return run(_experiment, hold, hostname, namespaces="mnt")
 
 
 def _experiment(hold: str, hostname: str) -> dict:
-    from .spawn import spawn
-
     syscalls.mount("tmpfs", "/tmp", "tmpfs", 0)  # scratch space in our own mount namespace
     child = spawn(signal.pause, "uts", hostname=hostname)
     ns = Namespace.of(child.pid, "uts")
@@ -216,8 +213,6 @@ def _experiment(hold: str, hostname: str) -> dict:
 
 def _found_alive(ns: Namespace, hostname: str) -> str | None:
     """HOSTNAME if a holder of NS leads into a UTS namespace that has it, else None."""
-    from .spawn import run
-
     for holder in holders(ns):
         try:
             if run(_hostname_in, holder.where) == hostname:

@@ -37,6 +37,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import syscalls
+from .child import FORWARDED_SIGNALS
 from .errors import MissingCapability
 from .namespace import Namespace
 from .procfs import stat_fields, status_field
@@ -78,7 +79,7 @@ def descend(depth: int, fn: Callable[..., object], *args: object) -> object:
     """
     if depth <= 0:
         return fn(*args)
-    from .spawn import run
+    from .spawn import run  # here: spawn imports this module
     return run(descend, depth - 1, fn, *args, namespaces="pid")
 
 
@@ -212,9 +213,9 @@ def zombies_in(ns: Namespace, proc: str = "/proc") -> list[int]:
 # in the terminal's foreground, so that a ^C typed at a terminal reaches
 # COMMAND once, from the terminal, and not a second time from us.
 
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
-             signal.SIGUSR1, signal.SIGUSR2)
-WAITED = {signal.SIGCHLD, *FORWARDED}
+# FORWARDED_SIGNALS (labkit.child): SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1
+# and SIGUSR2, the ones the pid1 exercise asks an init to pass on.
+WAITED = {signal.SIGCHLD, *FORWARDED_SIGNALS}
 
 
 def start_command(argv: Sequence[str], mask: set[int]) -> int:

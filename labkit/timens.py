@@ -65,7 +65,7 @@ def readings() -> dict[str, float]:
 
 def readings_in_new_namespace(offsets: dict[str, float]) -> dict[str, float]:
     """readings() taken by a process in a new time namespace with OFFSETS."""
-    from .spawn import run
+    from .spawn import run  # here: spawn imports this module
     return run(readings, namespaces="time", time_offsets=offsets)
 
 
@@ -83,7 +83,7 @@ def time_for_children_steps() -> dict[str, dict[str, str]]:
     A normal user's child first gets a user namespace of its own, in which it
     has CAP_SYS_ADMIN, which unshare(CLONE_NEWTIME) needs.
     """
-    from .spawn import run
+    from .spawn import run  # here: spawn imports this module
 
     def unshare_then_fork() -> dict[str, dict[str, str]]:
         steps = {"before unshare": time_links()}
