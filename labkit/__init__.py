@@ -3,9 +3,11 @@
 The machinery, in the order one learns it:
 
     nstypes     the eight types, their CLONE_NEW* flags, decoding masks
+    procfs      the /proc files, read and written one way
     errors      OSError subclasses that say what went wrong and what to do
     syscalls    unshare, setns, mount, pivot_root, sethostname via ctypes
     namespace   /proc/PID/ns handles and ioctl_ns(2)
+    child       fork, the status pipe, PID 1's extra fork: what spawn and join share
     spawn       run a function or command in new namespaces (clone/unshare)
     join        run one in an existing process's namespaces (setns/nsenter)
     persist     keep a namespace alive with a bind mount or an open fd

@@ -28,8 +28,11 @@ setns(CLONE_NEWPID) move only the caller's future children (its
 namespace, and the child in the middle waits for it, passes signals on to
 it and exits as it exited, as ``unshare --fork`` and ``nsenter --fork`` do.
 
+Child.wait(timeout) waits on a pidfd (pidfd_open(2), Linux 5.3), which
+select(2) reports readable once the process has ended.
+
 See fork(2), execve(2), prctl(2) (PR_SET_PDEATHSIG), pipe(2) (O_CLOEXEC),
-sigwaitinfo(2), and pid_namespaces(7).
+sigwaitinfo(2), pidfd_open(2), and pid_namespaces(7).
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ A namespace found with an ioctl (a parent, an owner) has no file in /proc
 of its own; we remember the way to it instead, the file we started from and
 the ioctls that lead on, so that it can be opened and asked in turn.
 
+The files came with Linux 3.0 (hard links then; symbolic links since 3.8),
+pid_for_children with 4.12, and the ioctls with 4.9 (NS_GET_USERNS,
+NS_GET_PARENT) and 4.11 (NS_GET_NSTYPE, NS_GET_OWNER_UID).
+
 See namespaces(7), ioctl_ns(2), proc(5).
 """
 
@@ -212,7 +216,8 @@ def proc_file_error(pid: int | str, path: str, e: OSError, call: str = "open") -
                 "first fork, and until then the kernel shows no pid_for_children")
     elif e.errno == errno.EACCES:
         hint = ("another process's /proc/PID/ns links and /proc/PID/root need ptrace access "
-                "to it (ptrace(2), PTRACE_MODE_READ): the same uid, or CAP_SYS_PTRACE")
+                "to it (ptrace(2), PTRACE_MODE_READ): the same uid, or CAP_SYS_PTRACE; a process "
+                "that made itself not dumpable, or a security module, refuses even root")
     return NamespaceError(e.errno, f"{call} {path}", hint)
 
 

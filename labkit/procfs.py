@@ -5,8 +5,8 @@ text under ``/proc/PID``, and takes a namespace's configuration as text
 written there.  proc(5) documents every file; three habits of theirs shape
 the code that reads and writes them:
 
-* ``/proc/PID/status`` is a list of ``Name:<tab>value`` lines: ``NSpid``,
-  ``PPid``, ``Threads``, ``CapEff``, ``SigIgn`` and many more.
+* ``/proc/PID/status`` is a list of ``Name:<tab>value`` lines: ``NSpid``
+  (Linux 4.1), ``PPid``, ``Threads``, ``CapEff``, ``SigIgn`` and many more.
 * ``/proc/PID/stat`` is one line of fields separated by spaces, and the
   second, the command name in parentheses, may hold spaces and ")" itself:
   the fields after it start after the *last* ")".
