@@ -1,4 +1,4 @@
-"""What the lesson notebooks share: shells to type into, pictures of namespaces.
+"""What the lesson notebooks share: shells to type into, pictures of namespaces, processes.
 
 A notebook cell should show one fact about the kernel, so the plumbing that
 several lessons need lives here, where a curious student can read it:
@@ -20,9 +20,18 @@ several lessons need lives here, where a curious student can read it:
     with graphviz.  Jupyter shows the drawing; the text under it (grouped by
     namespace) is what the lesson tests compare.
 
+``pid_tree`` and ``topology``
+    Two more drawings from the live system: the tree of PID namespaces with
+    each process's PIDs (lesson 05), and the network namespaces of a
+    sandbox with their devices, addresses and veth pairs (lesson 06).
+
 ``AS_NOBODY`` and ``become_nobody``
     Run a command, or the rest of a child process, as an unprivileged user,
     to show what the kernel refuses without privilege.
+
+``wait_until``, ``program_of``, ``children``, ``descendants``, ``wait_for_child``
+    Finding and waiting for the processes that another one starts, read
+    from /proc, with a time limit so that a lesson never hangs.
 
 Rootless: the notebooks run as root and as a normal user, with the same
 output.  As a normal user the shells start inside one user namespace in
@@ -39,14 +48,19 @@ when Jupyter was started without activating the virtualenv.
 from __future__ import annotations
 
 import os
+import socket
 import sys
+import time
 from collections.abc import Callable, Iterable
 
 import graphviz
 import pexpect
 
+from labkit import pid as pidns
 from labkit import uts
+from labkit.join import run_in
 from labkit.namespace import Namespace
+from labkit.procfs import read_text
 
 # The labkit command lives next to the kernel's Python (.venv/bin/labkit).
 _BIN = os.path.dirname(sys.executable)
@@ -87,7 +101,7 @@ class Shell:
     output instead.  ``sh.pid`` is the shell started first;
     ``sh.current_pid()`` the shell now reading commands, which differs after
     ``unshare ... sh`` or ``nsenter ... sh``: those run a new shell, and the
-    first one waits for it.
+    first one waits for it.  Both are PIDs as this notebook numbers them.
     """
 
     def __init__(self, name: str, timeout: float = 30) -> None:
@@ -125,8 +139,30 @@ class Shell:
         return self._sh.before.replace("\r\n", "\n")
 
     def current_pid(self) -> int:
-        """The PID of the shell that now reads our commands ($$ in that shell)."""
-        return int(self.output("echo $$"))
+        """The PID, as we number it, of the shell that now reads our commands.
+
+        ``echo $$`` alone is not enough: a shell answers with its PID in its
+        own PID namespace (1 after ``unshare --pid --fork sh``), and that
+        number names another process here.  So we look below the first
+        shell for a shell whose *last* NSpid number (its PID in its own
+        namespace, pid_namespaces(7)) is that one; should there be several,
+        the one in the deepest namespace.  ``echo`` is built into the shell,
+        so asking starts no process and uses up no PID.
+        """
+        inside = int(self.output("echo $$"))
+        program = program_of(self.pid)
+
+        def is_it(pid: int) -> bool:
+            try:
+                return pidns.nspid(pid)[-1] == inside and program_of(pid) == program
+            except OSError:  # it ended meanwhile
+                return False
+
+        found = [pid for pid in descendants(self.pid) if is_it(pid)]
+        if not found:
+            raise LookupError(f"{self.name}: no shell below process {self.pid} has PID {inside} "
+                              "in its own PID namespace")
+        return max(found, key=lambda pid: len(pidns.nspid(pid)))
 
     def close(self) -> None:
         """End the shell and every shell started inside it (they get SIGHUP)."""
@@ -139,8 +175,12 @@ class Shell:
 
 
 def _shell_command() -> list[str]:
-    # +m: no job control, so no "[1] 4242" or "Done" lines in the transcript.
-    sh = ["sh", "+m"]
+    # An interactive sh(1) has job control, as in a terminal: it gives the
+    # terminal to each command it runs and takes it back afterwards.  That
+    # matters after `unshare --pid --fork sh` ... `exit`: the inner shell
+    # cannot give the terminal back to a process group of a namespace above
+    # its own ("Cannot set tty process group"), so the outer one must take it.
+    sh = ["sh"]
     if ROOT:
         return sh
     for other in _shells:
@@ -153,6 +193,61 @@ def close_all() -> None:
     """Close every shell the notebook opened (the last cell of a lesson calls this)."""
     for sh in list(_shells):
         sh.close()
+
+
+# Processes, read from /proc ----------------------------------------------------
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 20) -> object:
+    """Poll CONDITION until it returns something true, and return that.
+
+    The time limit only keeps a lesson from hanging when something went
+    wrong; no lesson measures how long anything takes.
+    """
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still waiting for {what} after {timeout:.0f} s")
+        time.sleep(0.01)
+    return result
+
+
+def program_of(pid: int) -> str:
+    """The program process PID runs, as ps(1) shows it (/proc/PID/comm)."""
+    return read_text(f"/proc/{pid}/comm")
+
+
+def children(pid: int) -> list[int]:
+    """The children of process PID, oldest first (/proc/PID/task/PID/children, proc(5)).
+
+    That file lists the children of one thread, here PID's main thread:
+    enough for the shells and the single-threaded processes of the lessons.
+    """
+    try:
+        return [int(child) for child in read_text(f"/proc/{pid}/task/{pid}/children").split()]
+    except FileNotFoundError:  # PID has ended
+        return []
+
+
+def descendants(top: int) -> list[int]:
+    """TOP and every process below it: its children, their children, and so on."""
+    found, todo = [], [top]
+    while todo:
+        found.append(todo.pop())
+        todo.extend(children(found[-1]))
+    return sorted(found)
+
+
+def wait_for_child(parent: int, program: str, timeout: float = 20) -> int:
+    """The PID of PARENT's child that runs PROGRAM, once there is one."""
+    def child_running_it() -> int | None:
+        for child in children(parent):
+            try:
+                if program_of(child) == program:
+                    return child
+            except FileNotFoundError:
+                continue
+        return None
+    return wait_until(child_running_it, f"a child of process {parent} running {program}", timeout)
 
 
 # Who is in which namespace -----------------------------------------------------
@@ -201,7 +296,8 @@ class Picture:
         return self.text
 
 
-COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")  # one per process's arrows
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")  # one per process
+FONT = {"fontname": "Helvetica", "fontsize": "11"}
 
 
 def picture(processes: dict[str, int | Shell], types: Iterable[str] = ("uts",),
@@ -209,33 +305,126 @@ def picture(processes: dict[str, int | Shell], types: Iterable[str] = ("uts",),
     """Draw PROCESSES ({label: pid or Shell}) and the namespaces of TYPES they are in.
 
     A namespace is one node however many processes are in it: that is the
-    whole idea of "same link target, same namespace".  NOTE(pid), if given,
-    adds a line to each namespace node, read through one of its processes
-    (e.g. the hostname of a UTS namespace).
+    whole idea of "same link target, same namespace".  Each type gets a box
+    of its own, with the processes on the left (in one colour each, in every
+    box) and that type's namespaces on the right; one box per type keeps
+    the arrows from crossing.  NOTE(pid), if given, adds a line to each
+    namespace node, read through one of its processes (e.g. the hostname of
+    a UTS namespace).
     """
-    members = [(f"process-{i}", label, p.current_pid() if isinstance(p, Shell) else p)
-               for i, (label, p) in enumerate(processes.items())]
-    types = list(types)
-    # One type: processes left, namespaces right.  Several: processes on top and
-    # a column of namespaces per type below, which crosses fewer edges.
-    g = graphviz.Digraph(graph_attr={"rankdir": "LR", "nodesep": "0.25", "ranksep": "1.2"},
-                         node_attr={"fontname": "Helvetica", "fontsize": "11"})
-    # Node names are ids of our own: graphviz would read "uts:[...]" as node "uts", port "[...]".
-    for node, label, _ in members:
-        g.node(node, label, shape="box", style="rounded")
-    colour = {node: COLOURS[i % len(COLOURS)] for i, (node, _, _) in enumerate(members)}
+    members = [(label, p.current_pid() if isinstance(p, Shell) else p) for label, p in processes.items()]
+    g = graphviz.Digraph(graph_attr={"rankdir": "LR", "nodesep": "0.15", "ranksep": "0.6"},
+                         node_attr={**FONT, "height": "0.35"})
     lines = []
+    boxes = []
     for nstype in types:
-        groups: dict[Namespace, list[tuple[str, str, int]]] = {}
-        for member in members:
-            groups.setdefault(Namespace.of(member[2], nstype), []).append(member)
-        with g.subgraph(name=f"cluster_{nstype}") as cluster:
-            cluster.attr(label=f"{nstype} namespaces", fontname="Helvetica", style="dashed")
-            for ns, inside in groups.items():
-                extra = note(inside[0][2]) if note else ""
-                cluster.node(f"ns-{ns.inode}", str(ns) + (f"\\n{extra}" if extra else ""), shape="ellipse")
-                for node, _, _ in inside:
-                    g.edge(node, f"ns-{ns.inode}", color=colour[node])
-                head = f"{str(ns):18}  {extra:24}" if extra else f"{str(ns):18}"
-                lines.append(f"{head}  <- {', '.join(label for _, label, _ in inside)}")
+        groups: dict[Namespace, list[int]] = {}  # namespace -> indexes of MEMBERS in it
+        for i, (_, pid) in enumerate(members):
+            groups.setdefault(Namespace.of(pid, nstype), []).append(i)
+        box = graphviz.Digraph(name=f"cluster_{nstype}", graph_attr={
+            "label": f"{nstype} namespaces", "labeljust": "l", "style": "dashed", **FONT})
+        # Node names are ids of our own: graphviz would read "uts:[...]" as node "uts", port "[...]".
+        for i, (label, _) in enumerate(members):
+            colour = COLOURS[i % len(COLOURS)]
+            box.node(f"{nstype}-process-{i}", label, shape="box", style="rounded",
+                     color=colour, fontcolor=colour)
+        for n, (ns, inside) in enumerate(groups.items()):
+            extra = note(members[inside[0]][1]) if note else ""
+            box.node(f"{nstype}-ns-{n}", str(ns) + (f"\\n{extra}" if extra else ""), shape="ellipse")
+            for i in inside:
+                box.edge(f"{nstype}-process-{i}", f"{nstype}-ns-{n}", color=COLOURS[i % len(COLOURS)])
+            head = f"{str(ns):18}  {extra:24}" if extra else f"{str(ns):18}"
+            lines.append(f"{head}  <- {', '.join(members[i][0] for i in inside)}")
+        boxes.append(box)
+    for box in reversed(boxes):  # with rankdir LR graphviz puts the first cluster at the bottom
+        g.subgraph(box)
     return Picture(g, "\n".join(lines))
+
+
+# The tree of PID namespaces (lesson 05) ------------------------------------------
+
+def pid_tree(processes: dict[int, str]) -> Picture:
+    """Draw the PID namespaces of PROCESSES ({pid: label}) as the tree they form.
+
+    Each namespace is placed below its parent, as the ioctl NS_GET_PARENT
+    (ioctl_ns(2)) reports it, with its level and its processes; each process
+    shows its PIDs from our level down to its own (the NSpid line of
+    /proc/PID/status).  Our own PID namespace is the root of the drawing.
+    """
+    ours = Namespace.of("self", "pid")
+    spaces: dict[Namespace, list[tuple[int, str]]] = {}
+    for pid, label in processes.items():
+        spaces.setdefault(Namespace.of(pid, "pid"), []).append((pid, label))
+    g = graphviz.Digraph(graph_attr={"rankdir": "TB"}, node_attr=FONT)
+    lines: list[str] = []
+
+    def draw(ns: Namespace, depth: int) -> None:
+        node = f"ns-{ns.inode}"
+        g.node(node, f"{ns}\\nlevel {depth}", shape="ellipse")
+        names = []
+        for i, (pid, label) in enumerate(spaces.get(ns, [])):
+            ids = " / ".join(map(str, pidns.nspid(pid)))
+            g.node(f"{node}-{i}", f"{label}\\nPID {ids}", shape="box", style="rounded")
+            g.edge(node, f"{node}-{i}", style="dashed", arrowhead="none")
+            names.append(f"{label} (PID {ids})")
+        lines.append("   " * depth + f"{ns}: " + ", ".join(names))
+        for child in spaces:
+            if child != ours and child.parent() == ns:  # NS_GET_PARENT
+                g.edge(node, f"ns-{child.inode}", penwidth="2")
+                draw(child, depth + 1)
+
+    draw(ours, 0)
+    return Picture(g, "\n".join(lines))
+
+
+# The network namespaces of a sandbox (lesson 06) -----------------------------------
+
+def topology(pid: int, name: str = "sandbox") -> Picture:
+    """Draw the network namespace of process PID (called NAME) and those named in its /run/netns.
+
+    A child joins PID's namespaces (labkit.join.run_in, as nsenter does) and
+    asks each network namespace for its devices and IPv4 addresses over
+    netlink, as ``ip link`` and ``ip address`` do.  The two ends of a veth
+    pair are in different namespaces; each knows the other's interface index
+    (IFLA_LINK, the "@if2" of ``ip link``), which is how they are matched.
+    """
+    spaces = run_in(pid, "all", _network_namespaces, name)
+    g = graphviz.Graph(graph_attr={"rankdir": "LR"}, node_attr=FONT, edge_attr={**FONT, "fontsize": "10"})
+    lines, ends = [], {}
+    for space, (inode, devices) in spaces.items():
+        with g.subgraph(name=f"cluster_{space}") as box:
+            box.attr(label=f"{space}\\nnet:[{inode}]", style="dashed", **FONT)
+            for index, dev in sorted(devices.items()):
+                addresses = ", ".join(dev["addresses"]) or "no address"
+                state = "up" if dev["up"] else "down"
+                box.node(f"{space}-{index}", f"{dev['name']}\\n{addresses}\\n{state}",
+                         shape="box", style="rounded")
+                lines.append(f"{space:8} {dev['name']:10} {state:5} {addresses}")
+                if dev["kind"] == "veth":
+                    ends[(space, index)] = dev["peer"]
+    for (space, index), peer in ends.items():
+        for (other, other_index), other_peer in ends.items():
+            if space < other and (other_index, other_peer) == (peer, index):
+                g.edge(f"{space}-{index}", f"{other}-{other_index}", label="veth", penwidth="2")
+                lines.append(f"veth pair: {space} {spaces[space][1][index]['name']} <-> "
+                             f"{other} {spaces[other][1][other_index]['name']}")
+    return Picture(g, "\n".join(lines))
+
+
+def _network_namespaces(name: str) -> dict[str, tuple[int, dict[int, dict]]]:
+    """In the sandbox: {namespace name: (nsfs inode, {ifindex: device})} for ours and /run/netns/*."""
+    from labkit import net  # pyroute2: imported only by the lessons that draw a network
+
+    spaces = {}
+    for space in (name, *net.names()):
+        where = None if space == name else space
+        with net.rtnl(where) as ipr:
+            devices = {msg["index"]: {"name": msg.get("ifname"), "peer": msg.get("link"),  # IFLA_LINK
+                                      "kind": msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND"),
+                                      "up": bool(msg["flags"] & net.IFF_UP), "addresses": []}
+                       for msg in ipr.get_links()}
+            for a in ipr.get_addr(family=socket.AF_INET):
+                devices[a["index"]]["addresses"].append(f"{a.get('address')}/{a['prefixlen']}")
+        inode = os.stat("/proc/self/ns/net" if where is None else net.path_of(space)).st_ino
+        spaces[space] = (inode, devices)
+    return spaces

@@ -163,6 +163,16 @@ def _calls_outside_functions(tree: ast.AST):
             todo.append(child)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_no_markdown_heading_hides_in_a_code_cell(name):
+    # A source that forgets "# %% [markdown]" puts the next section's text in
+    # the code cell above it, as comments: the student never sees the heading.
+    for cell in code_cells(name):
+        for line in source(cell).splitlines():
+            assert not re.match(r"#\s*#{1,6} \S", line), \
+                f"{name}: a markdown heading inside a code cell (a missing '# %% [markdown]'?): {line!r}"
+
+
 def test_readme_lists_every_lesson_with_its_rootless_mark():
     readme = (LESSONS / "README.md").read_text()
     for name in NAMES:
@@ -217,3 +227,46 @@ def test_sanitizer_keeps_the_facts_a_lesson_shows():
              "sh: 17: cannot create /proc/sys/kernel/osrelease: Permission denied", "mnt 2.4.19 3.8 5.6"]
     for fact in facts:
         assert sanitize(fact) == fact
+
+
+# lessons/lab.py ---------------------------------------------------------------------------
+
+@pytest.fixture
+def lab():
+    sys.path.insert(0, str(LESSONS))
+    try:
+        import lab
+        yield lab
+        lab.close_all()
+    finally:
+        sys.path.remove(str(LESSONS))
+
+
+def ps_children(pid: int) -> list[int]:
+    """PID's children as ps(1) lists them: a tool that does not share lab.py's code."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_shell_current_pid_names_the_inner_shell_of_a_pid_namespace_as_we_number_it(lab):
+    sh = lab.Shell("sh")
+    sh("unshare --pid --fork --mount-proc sh")
+    assert sh.output("echo $$").strip() == "1"  # what the old `echo $$` answer would have named
+    [unshare] = ps_children(sh.pid)
+    [inner] = ps_children(unshare)
+    assert sh.current_pid() == inner
+    assert os.readlink(f"/proc/{inner}/ns/pid") != os.readlink("/proc/self/ns/pid")
+    sh("exit")
+    assert sh.current_pid() == sh.pid
+
+
+def test_pid_tree_puts_each_namespace_below_its_parent_with_every_pid_of_a_process(lab):
+    sh = lab.Shell("sh")
+    sh("unshare --pid --fork --mount-proc sh")
+    [unshare] = ps_children(sh.pid)
+    [inner] = ps_children(unshare)
+    tree = lab.pid_tree({sh.pid: "outer", inner: "inner"})
+    ours, theirs = os.readlink("/proc/self/ns/pid"), os.readlink(f"/proc/{inner}/ns/pid")
+    assert tree.text.splitlines() == [f"{ours}: outer (PID {sh.pid})",
+                                      f"   {theirs}: inner (PID {inner} / 1)"]
+    assert "level 1" in tree._repr_mimebundle_()["image/svg+xml"]
