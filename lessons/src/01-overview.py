@@ -27,6 +27,7 @@
 
 # %%
 import os
+import threading
 
 import lab  # lessons/lab.py: shells to type into, pictures of namespaces
 from labkit import nstypes, syscalls
@@ -51,7 +52,8 @@ for name in sorted(os.listdir(f"/proc/{me}/ns")):
 # Eight types, ten links: `pid_for_children` and `time_for_children` name the
 # namespace that this process's *next children* will be in. They differ from
 # `pid` and `time` only after `unshare(CLONE_NEWPID)` or `unshare(CLONE_NEWTIME)`,
-# which move a process's future children, never the process itself.
+# which move a process's future children, never the process itself (section 5
+# shows it).
 #
 # **Same link target, same namespace.** Two processes are in the same namespace
 # exactly when their links name the same inode. The shell that a `!` line
@@ -174,6 +176,63 @@ sh("hostname")
 sh2.close()
 
 # %% [markdown]
+# unshare(2) moves the caller, except for two types. With `CLONE_NEWPID` (and
+# `CLONE_NEWTIME`) only the caller's *future children* go into the new
+# namespace, so that a process's PID never changes under it. A child calls
+# `unshare(CLONE_NEWPID)`, forks once (the `pid_for_children` link has a
+# value only once the new namespace has a first process, namespaces(7)),
+# and reads its own links. It does so in a user namespace of its own, where
+# it may unshare as a normal user too (section 6):
+
+# %%
+def unshare_pid_then_fork():
+    syscalls.unshare("pid")
+    first = os.fork()
+    if first == 0:
+        os._exit(0)  # PID 1 of the new namespace
+    os.waitpid(first, 0)
+    return os.readlink("/proc/self/ns/pid"), os.readlink("/proc/self/ns/pid_for_children")
+
+pid_link, for_children = run(unshare_pid_then_fork, namespaces="user", map_root=True)
+ours = os.readlink(f"/proc/{me}/ns/pid")
+print(f"pid              -> {pid_link}  ours: {pid_link == ours}")
+print(f"pid_for_children -> {for_children}  ours: {for_children == ours}")
+
+# %% [markdown]
+# Strictly, unshare(2) moves the calling *thread*. Where that would let the
+# threads of one process disagree about something they must share, the
+# kernel refuses: a user namespace decides the credentials that all threads
+# share, so `unshare(CLONE_NEWUSER)` in a process with several threads fails
+# with `EINVAL`. `unshare(CLONE_NEWNS)` succeeds there, and moves the calling
+# thread alone. A child with a second thread tries both (again in a user
+# namespace of its own):
+
+# %%
+def with_a_second_thread():
+    stop = threading.Event()
+    second = threading.Thread(target=stop.wait)
+    second.start()
+    report = []
+    try:
+        syscalls.unshare("user")
+        report.append("unshare(CLONE_NEWUSER): created")
+    except OSError as e:
+        report.append(f"{type(e).__name__}: {str(e).splitlines()[0]}")
+    syscalls.unshare("mnt")
+    caller = os.readlink(f"/proc/self/task/{threading.get_native_id()}/ns/mnt")
+    other = os.readlink(f"/proc/self/task/{second.native_id}/ns/mnt")
+    report.append(f"unshare(CLONE_NEWNS): created; the threads share a mount namespace: {caller == other}")
+    stop.set()
+    second.join()
+    return report
+
+print(*run(with_a_second_thread, namespaces="user", map_root=True), sep="\n")
+print("threads of this notebook's kernel: more than one:", len(os.listdir(f"/proc/{me}/task")) > 1)
+
+# %% [markdown]
+# That last line is why these lessons never unshare the kernel's own process:
+# every experiment runs in a child, which starts with one thread.
+#
 # And the ioctls: every namespace is owned by a user namespace, and PID and
 # user namespaces form trees, so each has a parent.
 
@@ -229,20 +288,32 @@ print(run(try_unshare, "user,uts"))
 
 # %% [markdown]
 # A namespace counts against the limits of its user namespace and of every
-# ancestor. A new user namespace starts with no limit of its own, and its root
-# may set one. With the limit at 0, creating a UTS namespace fails with
-# `ENOSPC`; we try it inside a new user namespace, whose limits are ours to change:
+# ancestor. A new user namespace starts with no limit of its own (the largest
+# int), and its root may set one. With the limit at 0, creating a UTS namespace
+# fails with `ENOSPC`, and it still fails one user namespace further down,
+# where the limit is unset again. We try it inside a new user namespace,
+# whose limits are ours to change:
 
 # %%
-def hit_the_limit():
+def limit():
     with open("/proc/sys/user/max_uts_namespaces") as f:
-        report = [f"max_uts_namespaces of a new user namespace: {f.read().strip()}"]
-    with open("/proc/sys/user/max_uts_namespaces", "w") as f:
-        f.write("0")
+        return f.read().strip()
+
+def try_a_uts_namespace():
     try:
         syscalls.unshare("uts")
+        return "created"
     except OSError as e:
-        report.append(f"{type(e).__name__}: {e}")
+        return f"{type(e).__name__}: {e}"
+
+def hit_the_limit():
+    report = [f"a new user namespace: max_uts_namespaces is {limit()}"]
+    with open("/proc/sys/user/max_uts_namespaces", "w") as f:
+        f.write("0")
+    report.append(f"set to 0, a UTS namespace: {try_a_uts_namespace()}")
+    syscalls.unshare("user")  # one level down: a limit of its own, its parent's still counts
+    report.append(f"a user namespace below it: max_uts_namespaces is {limit()}")
+    report.append(f"and a UTS namespace there: {try_a_uts_namespace().splitlines()[0]}")
     return report
 
 print(*run(hit_the_limit, namespaces="user", map_root=True), sep="\n")
