@@ -167,10 +167,11 @@ sh1("uname --kernel-name --nodename --kernel-release")
 
 # %% [markdown]
 # Not even root in its own UTS namespace may change the release: the file is
-# read-only (mode 0444) for everybody.
+# read-only (mode 0444) for everybody, root included.
 
 # %%
 sh2("cat /proc/sys/kernel/osrelease")
+sh2("stat -c 'mode %a: %A' /proc/sys/kernel/osrelease")
 sh2("echo 9.9.9 > /proc/sys/kernel/osrelease")
 
 # %% [markdown]
