@@ -228,13 +228,19 @@ print("slave's MEDIA is a slave of it:", seen["slave"].master == seen["first"].p
 # %% [markdown]
 # `media.insert(name, disk)` joins namespace NAME (setns, as `nsenter -m`
 # does) and mounts a tmpfs called DISK under MEDIA there; `media.seen_by`
-# reads each namespace's mountinfo from outside. A disk inserted in first:
+# reads each namespace's mountinfo from outside. The picture shows each
+# namespace with the peer group of its MEDIA and the disks below it. A disk
+# inserted in first:
 
 # %%
 def show_media():
-    note = {media.pid(name): name for name in media.NAMES}
-    return lab.picture({name: media.pid(name) for name in media.NAMES}, types=["mnt"],
-                       note=lambda pid: "MEDIA holds " + (", ".join(media.seen_by(note[pid])) or "nothing"))
+    """The three namespaces, each with its MEDIA's peer group and what is mounted below it."""
+    name_of = {media.pid(name): name for name in media.NAMES}
+
+    def note(pid):
+        group = " ".join(mount.mount_at(media.media, pid).optional)
+        return f"MEDIA ({group}) holds " + (", ".join(media.seen_by(name_of[pid])) or "nothing")
+    return lab.picture({name: media.pid(name) for name in media.NAMES}, types=["mnt"], note=note)
 
 media.insert("first", "cdrom")
 show_media()
