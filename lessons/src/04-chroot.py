@@ -32,6 +32,7 @@
 # chroot(2) and pivot_root(2).
 
 # %%
+import ctypes
 import inspect
 import os
 import shutil
@@ -114,19 +115,28 @@ for what, value in run(chroot_without_chdir).items():
 
 # %% [markdown]
 # The directory the process works in cannot even be named from its root: the
-# kernel's getcwd answers with a path that starts "(unreachable)", and the C
-# library turns that into ENOENT.
+# getcwd system call answers with a path that starts "(unreachable)", and the
+# C library's getcwd(3) turns that into ENOENT (since glibc 2.27, getcwd(3), BUGS). We call
+# both: the system call through syscall(2) with its number, as ctypes lets us.
 
 # %%
+libc = ctypes.CDLL(None, use_errno=True)
+SYS_getcwd = {"x86_64": 79, "aarch64": 17, "riscv64": 17}[os.uname().machine]  # <asm/unistd.h>
+
 def where_am_i():
     os.chdir(outside)
     os.chroot(rootfs)
+    buffer = ctypes.create_string_buffer(4096)
+    libc.syscall(SYS_getcwd, buffer, len(buffer))
     try:
-        return os.getcwd()
+        c_library = os.getcwd()
     except OSError as e:
-        return f"{type(e).__name__}: {e}"
+        c_library = f"{type(e).__name__}: {e}"
+    return buffer.value.decode(), c_library
 
-print(run(where_am_i))
+kernel_says, libc_says = run(where_am_i)
+print("the system call getcwd:", kernel_says)
+print("the C library's getcwd:", libc_says)
 
 # %% [markdown]
 # ## 3. chroot does not stack: root walks out
