@@ -30,45 +30,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
-import graphviz
-
-import lab  # lessons/lab.py: shells to type into, pictures
+import lab  # lessons/lab.py: shells to type into, pictures, waiting for processes
 from labkit import pid
 from labkit.join import run_in
 from labkit.namespace import Namespace
 from labkit.spawn import run, spawn
 
 me = os.getpid()  # this notebook's kernel
-
-
-def descendants(top):
-    """TOP and every process below it, by the PPid of each process in /proc."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                children.setdefault(pid.parent_pid(entry), []).append(int(entry))
-            except OSError:  # it ended meanwhile
-                pass
-    found, todo = [], [top]
-    while todo:
-        found.append(todo.pop())
-        todo.extend(children.get(found[-1], []))
-    return sorted(found)
-
-
-def our_number(shell):
-    """Our PID for the shell that now reads SHELL's commands.
-
-    `echo $$` answers with its PID in its own namespace (1 in a new one), so
-    we look among the first shell's descendants for the deepest process
-    whose NSpid ends with that number.
-    """
-    inside = shell.current_pid()
-    return max((p for p in descendants(shell.pid) if pid.nspid(p)[-1] == inside),
-               key=lambda p: len(pid.nspid(p)))
 
 # %% [markdown]
 # ## 1. PID 1
@@ -81,7 +50,7 @@ def our_number(shell):
 # %%
 sh = lab.Shell("sh")
 sh("unshare --pid --fork --mount-proc sh")
-first_shell = our_number(sh)  # the new shell, by our numbering (its $$ is 1)
+first_shell = sh.current_pid()  # the new shell, as we number it (its $$ is 1)
 sh("echo $$")
 sh("ps -o pid,ppid,comm")
 
@@ -103,7 +72,7 @@ print("getpid() in a new PID namespace:", run(os.getpid, namespaces="pid"))
 
 # %%
 levels = pid.nspid(first_shell)
-print(f"NSpid through our /proc: PID {levels[0]} for us, then {levels[1:]} in its own namespace")
+print(f"NSpid through our /proc: PID {levels[0]} for us, then {levels[-1]} in its own namespace")
 sh("grep NSpid /proc/$$/status")
 
 # %% [markdown]
@@ -150,39 +119,14 @@ sh("unshare --pid --fork --mount-proc sh")
 sh("ps -o pid,ppid,comm")
 
 # %% [markdown]
-# The drawing is plumbing; read it if you like. The processes are the kernel
-# and the first shell with all its descendants (`descendants` above).
+# `lab.pid_tree` draws it (read it in lessons/lab.py): this kernel, and the
+# first shell with every process below it (`lab.descendants`, from
+# `/proc/PID/task/PID/children`).
 
 # %%
-def pid_tree(processes):
-    """Draw the PID namespaces of PROCESSES ({pid: label}) as a tree, with NSpid of each."""
-    ours = Namespace.of(me, "pid")
-    spaces = {}  # namespace -> [(pid, label)]
-    for p, label in processes.items():
-        spaces.setdefault(Namespace.of(p, "pid"), []).append((p, label))
-    g = graphviz.Digraph(graph_attr={"rankdir": "TB"}, node_attr={"fontname": "Helvetica", "fontsize": "11"})
-    lines = []
-
-    def draw(ns, depth):
-        g.node(f"ns-{ns.inode}", f"{ns}\\nlevel {depth}", shape="ellipse")
-        names = []
-        for i, (p, label) in enumerate(spaces[ns]):
-            ids = " / ".join(map(str, pid.nspid(p)))
-            g.node(f"ns-{ns.inode}-{i}", f"{label}\\nPID {ids}", shape="box", style="rounded")
-            g.edge(f"ns-{ns.inode}", f"ns-{ns.inode}-{i}", style="dashed", arrowhead="none")
-            names.append(f"{label} (PID {ids})")
-        lines.append("   " * depth + f"{ns}: " + ", ".join(names))
-        for child in spaces:
-            if child != ours and child.parent() == ns:  # NS_GET_PARENT
-                g.edge(f"ns-{ns.inode}", f"ns-{child.inode}", penwidth="2")
-                draw(child, depth + 1)
-
-    draw(ours, 0)
-    return lab.Picture(g, "\n".join(lines))
-
 tree = {me: "this kernel"}
-tree.update({p: open(f"/proc/{p}/comm").read().strip() for p in descendants(sh.pid)})
-pid_tree(tree)
+tree.update({p: lab.program_of(p) for p in lab.descendants(sh.pid)})
+lab.pid_tree(tree)
 
 # %% [markdown]
 # Read a process's PIDs left to right: ours first, its own last. The inner
@@ -195,7 +139,7 @@ pid_tree(tree)
 
 # %%
 names = {Namespace.of(me, "pid"): "ours", Namespace.of(first_shell, "pid"): "the first shell's"}
-print("ancestors of the inner namespace:", [names[ns] for ns in pid.ancestors_of(our_number(sh))])
+print("ancestors of the inner namespace:", [names[ns] for ns in pid.ancestors_of(sh.current_pid())])
 print("ancestors seen from inside a new namespace:", run(pid.ancestors_of, namespaces="pid"))
 try:
     run(lambda: Namespace.of("self", "pid").parent(), namespaces="pid")
@@ -207,16 +151,22 @@ except OSError as e:
 #
 # PID namespaces nest at most 32 levels below the initial one
 # (`MAX_PID_NS_LEVEL`). `pid.descend(n, fn)` calls FN n namespaces below us,
-# each level a child that creates the next. At the bottom, NSpid has a PID
-# for every level:
+# each level a child that creates the next. 32 levels down, NSpid has a PID
+# for every level, and one more level is refused:
 
 # %%
+def at_the_bottom():
+    try:
+        run(os.getpid, namespaces="pid")  # unshare(CLONE_NEWPID), then fork
+        deeper = "created"
+    except OSError as e:
+        deeper = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+    return len(pid.nspid()), deeper
+
 print("this kernel's level:", pid.nesting_level(me))
-print("PIDs of a process 32 levels below:", len(pid.descend(32, pid.nspid)))
-try:
-    pid.descend(33, pid.nspid)
-except OSError as e:
-    print(f"{type(e).__name__}: {str(e).splitlines()[0]}")
+levels, deeper = pid.descend(32, at_the_bottom)
+print("PIDs of a process 32 levels below:", levels)
+print("a PID namespace one level deeper:", deeper)
 
 # %% [markdown]
 # ## 6. A new PID namespace wants a new /proc
@@ -277,21 +227,13 @@ print("with a subreaper above it, the orphan goes to the subreaper:", run(as_sub
 # %%
 ORPHAN = '(until pgrep -xf "sleep infinity" > /dev/null; do sleep 0.01; done &); exec sleep infinity'
 
-def wait_until(condition, what):
-    """Poll CONDITION until it is true; only a guard against hanging, never a timing."""
-    deadline = time.monotonic() + 20
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"still waiting for {what}")
-        time.sleep(0.02)
-
 def ps():
     return subprocess.run(["ps", "-o", "pid,ppid,stat,comm", "--pid", "1", "--ppid", "1"],
                           capture_output=True, text=True).stdout
 
 no_init = spawn(["sh", "-c", ORPHAN], "pid", mount_proc=True)
 ns = Namespace.of(no_init.pid, "pid")
-wait_until(lambda: pid.zombies_in(ns), "a zombie")
+lab.wait_until(lambda: pid.zombies_in(ns), "a zombie")
 print(run_in(no_init.pid, "all", ps), end="")  # ps inside the namespace, as nsenter would run it
 print("zombies:", len(pid.zombies_in(ns)))
 
@@ -309,7 +251,7 @@ def only_init_and_sleep():
     members = pid.processes_in(ns)
     return len(members) == 2 and open(f"/proc/{members[1]}/cmdline").read() == "sleep\0infinity\0"
 
-wait_until(only_init_and_sleep, "the orphan to be reaped")
+lab.wait_until(only_init_and_sleep, "the orphan to be reaped")
 print(run_in(with_init.pid, "all", ps), end="")
 print("zombies:", len(pid.zombies_in(ns)))
 
@@ -358,11 +300,11 @@ print("the init exited with", with_init.wait())
 
 # %%
 def commands_in(ns):
-    return [open(f"/proc/{p}/comm").read().strip() for p in pid.processes_in(ns)]
+    return [lab.program_of(p) for p in pid.processes_in(ns)]
 
 doomed = spawn(["sh", "-c", "sleep infinity & sleep infinity & wait"], "pid", mount_proc=True)
 ns = Namespace.of(doomed.pid, "pid")
-wait_until(lambda: commands_in(ns) == ["sh", "sleep", "sleep"], "the two sleeps")
+lab.wait_until(lambda: commands_in(ns) == ["sh", "sleep", "sleep"], "the two sleeps")
 members = pid.processes_in(ns)
 print("processes in the namespace:", commands_in(ns))
 doomed.kill(signal.SIGKILL)  # PID 1 only
@@ -374,9 +316,11 @@ print("left after PID 1 died:", [p for p in members if os.path.exists(f"/proc/{p
 # init has ended fails with ENOMEM. `unshare --pid` *without* `--fork` shows
 # it: the shell it runs stays outside, its first child (`sleep 0`) becomes
 # PID 1 of the new namespace and ends at once, and the next fork fails.
+# strace shows the failed call (`-Z`: only calls that fail; dash forks with vfork):
 
 # %%
-sh("unshare --pid sh -c 'sleep 0; sleep 0; echo not reached'")
+sh("strace -f -qq -Z -e trace=fork,vfork,clone,clone3 -e signal=none "
+   "unshare --pid sh -c 'sleep 0; sleep 0; echo not reached'")
 
 # %%
 lab.close_all()
