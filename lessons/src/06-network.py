@@ -34,13 +34,11 @@
 # %%
 import os
 import socket
+import subprocess
 import tempfile
-
-import graphviz
 
 import lab  # lessons/lab.py: shells to type into, pictures
 from labkit import net
-from labkit.join import run_in
 from labkit.namespace import Namespace
 from labkit.spawn import run
 
@@ -165,52 +163,15 @@ for what, value in net.sandbox(wire_and_talk).items():
 # %% [markdown]
 # ## 4. A picture of the live topology
 #
-# Drawn from the sandbox as it is now: a child joins the shell's namespaces
-# (`labkit.join.run_in`, as `nsenter` does), reads every network namespace
-# named under `/run/netns` and the sandbox's own with netlink, and matches the
-# veth ends by their peer's interface index. The gathering and drawing are plumbing:
+# Drawn from the sandbox as it is now by `lab.topology(pid)` (read it in
+# lessons/lab.py): a child joins the shell's namespaces (`labkit.join.run_in`,
+# as `nsenter` does), asks the sandbox's own network namespace and every one
+# named under `/run/netns` for its devices and addresses over netlink, and
+# pairs the veth ends: each end knows its peer's interface index, the `@if2`
+# of section 3.
 
 # %%
-def gather():
-    """In the sandbox: each namespace's devices, their addresses and veth peers."""
-    spaces = {}
-    for name in ("sandbox", *net.names()):
-        where = None if name == "sandbox" else name
-        with net.rtnl(where) as ipr:
-            devices = {msg["index"]: {"name": msg.get("ifname"), "peer": msg.get("link"),  # IFLA_LINK
-                                      "kind": msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND"),
-                                      "up": bool(msg["flags"] & net.IFF_UP), "addresses": []}
-                       for msg in ipr.get_links()}
-            for a in ipr.get_addr(family=socket.AF_INET):
-                devices[a["index"]]["addresses"].append(f"{a.get('address')}/{a['prefixlen']}")
-        inode = os.stat("/proc/self/ns/net" if where is None else net.path_of(name)).st_ino
-        spaces[name] = {"inode": inode, "devices": devices}
-    return spaces
-
-def topology(spaces):
-    g = graphviz.Graph(graph_attr={"rankdir": "LR"}, node_attr={"fontname": "Helvetica", "fontsize": "11"},
-                       edge_attr={"fontname": "Helvetica", "fontsize": "10"})
-    lines, ends = [], {}
-    for name, space in spaces.items():
-        with g.subgraph(name=f"cluster_{name}") as cluster:
-            cluster.attr(label=f"{name}\\nnet:[{space['inode']}]", fontname="Helvetica", style="dashed")
-            for index, dev in sorted(space["devices"].items()):
-                addresses = ", ".join(dev["addresses"]) or "no address"
-                state = "up" if dev["up"] else "down"
-                cluster.node(f"{name}-{index}", f"{dev['name']}\\n{addresses}\\n{state}",
-                             shape="box", style="rounded")
-                lines.append(f"{name:8} {dev['name']:10} {state:5} {addresses}")
-                if dev["kind"] == "veth":
-                    ends[(name, index)] = dev["peer"]
-    for (name, index), peer in ends.items():
-        for (other, other_index), other_peer in ends.items():
-            if other != name and other_index == peer and other_peer == index and name < other:
-                g.edge(f"{name}-{index}", f"{other}-{other_index}", label="veth", penwidth="2")
-                lines.append(f"veth pair: {name} {spaces[name]['devices'][index]['name']} <-> "
-                             f"{other} {spaces[other]['devices'][other_index]['name']}")
-    return lab.Picture(g, "\n".join(lines))
-
-topology(run_in(sh.current_pid(), "all", gather))
+lab.topology(sh.current_pid())
 
 # %% [markdown]
 # The machine's own network namespace, where this kernel is, is not in the
@@ -384,6 +345,29 @@ def pair_with_one_end_up():
     return net.links()
 
 print(run(pair_with_one_end_up, namespaces="net"))
+
+# %% [markdown]
+# And question 3, tried: the end `b` gets an address and is set up, then it
+# is moved to a namespace `blue`.
+
+# %%
+def end_b(netns=None):
+    """What `ip` says about device b: its state and its IPv4 addresses."""
+    where = ["-n", netns] if netns else []
+    shown = subprocess.run(["ip", *where, "-4", "-brief", "address", "show", "dev", "b"],
+                           capture_output=True, text=True).stdout.split()
+    return f"b is {net.links(netns)['b']}, with {' '.join(shown[2:]) or 'no address'}"
+
+def move_a_configured_end():
+    net.add("blue")
+    net.add_veth("a", "b")
+    net.add_address("b", "10.0.0.2/24")
+    net.set_up("b")
+    before = end_b()
+    net.move_link("b", "blue")
+    return f"before the move: {before}\nin blue after it: {end_b('blue')}"
+
+print(net.sandbox(move_a_configured_end))
 
 # %% [markdown]
 # ## Exercise `veth`: wire two hosts together
