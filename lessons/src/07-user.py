@@ -33,7 +33,6 @@
 import os
 import subprocess
 import tempfile
-import time
 
 import lab  # lessons/lab.py: the unprivileged user, pictures of namespaces
 from labkit import syscalls, user
@@ -97,18 +96,10 @@ print("the unprivileged user of this lesson:", as_nobody(os.getuid))
 # real, effective, saved and file-system uid:
 
 # %%
-def wait_for_program(pid, name):
-    """Wait until process PID runs program NAME (/proc/PID/comm): its setup is done."""
-    while True:
-        with open(f"/proc/{pid}/comm") as f:
-            if f.read().strip() == name:
-                return
-        time.sleep(0.01)
-
-
 sleeper = subprocess.Popen([*lab.AS_NOBODY.split(), "unshare", "--user", "--map-root-user",
                             "sleep", "infinity"])
-wait_for_program(sleeper.pid, "sleep")  # unshare(1) has made the namespace, written the maps, run sleep
+# Once the process runs sleep, unshare(1) has made the namespace and written the maps:
+lab.wait_until(lambda: lab.program_of(sleeper.pid) == "sleep", "unshare to run sleep")
 with open(f"/proc/{sleeper.pid}/status") as f:
     print("seen from outside:", [line.strip() for line in f if line.startswith("Uid:")][0])
 print("its uid_map, read from outside:", user.read_map(sleeper.pid, "uid_map"))
@@ -122,7 +113,9 @@ print("sleep ended")
 # user namespace, and the parent calls `user.map_root(pid)`, which writes the
 # two maps while the child waits (the handshake of Kerrisk's
 # `userns_child_exec.c`; `labkit/spawn.py` draws it). Outside, the map is
-# the initial user namespace's: all 2^32 ids, each mapped to itself.
+# the initial user namespace's: every id mapped to itself, 4294967295 of
+# them, all but the last, `(uid_t) -1`, which chown(2) and setreuid(2) read
+# as "leave this id as it is".
 
 # %%
 def whoami():
@@ -173,9 +166,23 @@ as_nobody(write_maps_by_hand)
 !{lab.AS_NOBODY} unshare --user --map-root-user sh -c 'cat /proc/self/setgroups; setpriv --clear-groups id'
 
 # %% [markdown]
-# (Root outside may write a `gid_map` without that, and leave `setgroups` at
-# `allow`: it could change its groups anyway.)
-#
+# A writer with `CAP_SETGID` in the parent user namespace may write a
+# `gid_map` without writing `deny` first: it could change its groups anyway.
+# Root of a user namespace has that capability there, so it may do so for a
+# namespace one level down. (Its `setgroups` reads `deny` all the same: a
+# child user namespace inherits the setting from its parent, where it was
+# written for nobody.)
+
+# %%
+def map_a_group_as_root_of_the_parent():
+    with spawn(["sleep", "infinity"], "user") as child:
+        user.write_gid_map(child.pid, "0 0 1")
+        with open(f"/proc/{child.pid}/setgroups") as f:
+            return f"gid_map '0 0 1' without 'deny' first: written; setgroups reads {f.read().strip()!r}"
+
+print(as_nobody(run, map_a_group_as_root_of_the_parent, namespaces="user", map_root=True))
+
+# %% [markdown]
 # ## 5. Capabilities: all of them, inside
 #
 # The process that creates a user namespace gets every capability **in it**.
@@ -210,7 +217,7 @@ print("inside: ", as_nobody(run, my_capabilities, namespaces="user", map_root=Tr
 # namespace count for the namespaces **it owns** and for files whose owners are
 # **mapped** in it. This notebook's UTS namespace belongs to the user
 # namespace we are in, the machine's first one, and `/etc/shadow` to the real
-# root, who is not mapped: root inside can change neither the hostname nor the file.
+# root, who is not mapped: root inside can neither change the hostname nor read the file.
 
 # %%
 print("our UTS namespace is owned by our own user namespace:",
@@ -241,16 +248,7 @@ every_type = ["--uts", "--ipc", "--net", "--mount", "--cgroup", "--pid", "--time
 owner = subprocess.Popen([*lab.AS_NOBODY.split(), "unshare", "--user", "--map-root-user", *every_type,
                           "--kill-child", "cat"], stdin=subprocess.PIPE)
 
-
-def children_of(pid):
-    with open(f"/proc/{pid}/task/{pid}/children") as f:  # proc(5)
-        return [int(child) for child in f.read().split()]
-
-
-while not children_of(owner.pid):
-    time.sleep(0.01)  # until unshare(1) has forked the command
-inside = children_of(owner.pid)[0]  # the cat, PID 1 of its PID namespace
-wait_for_program(inside, "cat")
+inside = lab.wait_for_child(owner.pid, "cat")  # unshare(1) forked; the cat is PID 1 of its namespace
 theirs = Namespace.of(inside, "user")
 for name, ns in Namespace.all_of(inside).items():
     if name != "user":
