@@ -120,7 +120,8 @@ print("forks the limit refused (pids.events, max):", group.pids_refused())
 # %%
 print("in the cgroup and new namespaces: (forks, refusal) =",
       in_group(fork_up_to, 20, namespaces="pid,mnt,uts,ipc,net"))
-#
+
+# %% [markdown]
 # ## 4. A memory limit, and the OOM killer
 #
 # `hog(mib)` allocates memory one MiB at a time and writes to it (memory never
