@@ -124,9 +124,21 @@ for step, links in steps.items():
           f"time_for_children is the old one: {links['time_for_children'] == before}")
 
 # %% [markdown]
-# (Since Linux 6.1, execve(2) also moves the caller into `time_for_children`,
-# as a new program cannot notice a jump.)
-#
+# Since Linux 6.2 there is one more way in: execve(2) moves the caller into
+# its `time_for_children` namespace, as a new program cannot notice a jump
+# (the lab VM's Debian kernel, 6.1, does not do that yet). `unshare --time`
+# without `--fork` execs its command in the process that called unshare(2);
+# the cell checks that the kernel it runs on behaves as its release says:
+
+# %%
+command = ["unshare", "--user", "--map-root-user", "--time", "readlink", "/proc/self/ns/time"]
+after_exec = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+moved = after_exec != os.readlink(f"/proc/{me}/ns/time")
+linux_6_2_or_later = tuple(map(int, os.uname().release.split(".")[:2])) >= (6, 2)
+print("moved into the new namespace at execve exactly if this is Linux 6.2 or later:",
+      moved == linux_6_2_or_later)
+
+# %% [markdown]
 # ## 4. Offsets: once, and before anyone enters
 #
 # The offsets live in `/proc/PID/timens_offsets`, which shows the namespace of
@@ -208,7 +220,7 @@ print("the clock went back:", restored < checkpoint)
 # 2. A process calls `unshare(CLONE_NEWTIME)`. Do its own clocks change?
 #    <details><summary>answer</summary>No: only its <code>time_for_children</code>
 #    link changes; its children are born in the new namespace (and since Linux
-#    6.1 it enters it itself at its next execve).</details>
+#    6.2 it enters it itself at its next execve).</details>
 # 3. Why can offsets not be changed once a process is in the namespace?
 #    <details><summary>answer</summary>The process's <code>CLOCK_MONOTONIC</code>
 #    would jump, which is exactly what the namespace exists to prevent.</details>
