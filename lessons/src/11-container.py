@@ -23,7 +23,9 @@
 # *Root or not:* this lesson runs as root and as a normal user, with the same
 # output. The container below always gets a user namespace in which its root
 # is mapped to you (`user=True`): as a normal user labkit would add it anyway,
-# and as root it keeps the container's root from being the host's root.
+# and as root it confines the container's root, who is uid 0 outside too but
+# has capabilities only over what the container's user namespace owns
+# (lesson 07).
 #
 # Read `labkit/container.py` beside this lesson: its header draws the steps,
 # and each step is a few lines that call the modules of the earlier lessons.
@@ -32,7 +34,6 @@
 import os
 import shutil
 import tempfile
-import time
 
 import lab  # lessons/lab.py: pictures of namespaces
 from labkit import container, ipc, pid, user
@@ -85,19 +86,8 @@ print("/bin/sh ->", os.readlink(f"{rootfs}/bin/sh"), "  /bin/ps ->", os.readlink
 # look at it.
 
 # %%
-def wait_for_child(parent, program):
-    """The PID of PARENT's child that runs PROGRAM, once it does (/proc/PID/task/PID/children)."""
-    while True:
-        with open(f"/proc/{parent}/task/{parent}/children") as f:
-            for child in f.read().split():
-                with open(f"/proc/{child}/comm") as comm:
-                    if comm.read().strip() == program:
-                        return int(child)
-        time.sleep(0.01)
-
-
 box = container.start(rootfs, ["sleep", "infinity"], hostname="box", user=True)
-sleeper = wait_for_child(box.pid, "sleep")  # the init has started the command
+sleeper = lab.wait_for_child(box.pid, "sleep")  # the init has started the command
 print("the container is running:", box.poll() is None)
 
 # %% [markdown]
@@ -161,16 +151,19 @@ print(attach("ps", "-o", "pid,user,comm"))
 print("hostname:", attach("hostname"))
 print("id:", attach("id"))
 print("/ holds:", attach("ls", "/").split())
-print("network devices:", attach("ip", "-o", "link"))
+print("network devices:", attach("sh", "-c", "ip -o link | cut -d' ' -f2,3"))
 print("cgroup paths in /proc/self/cgroup:", set(attach("cut", "-d:", "-f3", "/proc/self/cgroup").split()))
 print("System V IPC objects:", run_in(box.pid, "all", ipc.sysv_objects))
 
 # %% [markdown]
-# (As root, `nsenter --target PID --all --root --wd COMMAND` does the same as
-# `attach`. As a normal user the nsenter of util-linux 2.38 fails here: it
-# also tries to join the time namespace, which it shares already, and which
-# it does not own. labkit skips namespaces it is in already.)
-#
+# nsenter(1) does the same from a shell, given the types to join and
+# `--root --wd` for the root directory; `--preserve-credentials` keeps our
+# uid, which is root in the container's user namespace already:
+
+# %%
+!nsenter --target {box.pid} --user --preserve-credentials --mount --uts --ipc --net --pid --cgroup --root --wd hostname
+
+# %% [markdown]
 # ## 6. What our container does not have
 #
 # Root inside has every capability of its user namespace; that is enough to
@@ -261,7 +254,7 @@ shutil.rmtree(rootfs)
 # %%
 rootfs = container.busybox_rootfs(tempfile.mkdtemp())
 with container.start(rootfs, ["sleep", "infinity"], hostname="try-me", user=True) as box:
-    wait_for_child(box.pid, "sleep")
+    lab.wait_for_child(box.pid, "sleep")
     print(attach("sh", "-c", 'echo "$(hostname): my PID is $$"'))
 shutil.rmtree(rootfs)
 
