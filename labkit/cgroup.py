@@ -99,6 +99,26 @@ class Layout:
             return self.v1[controller]
         return self.unified if controller in self.v2_controllers() else None
 
+    def homes_for(self, controllers: Sequence[str]) -> list[str]:
+        """The hierarchies a group with CONTROLLERS needs a directory in: v2 (if
+        mounted: it holds the membership, cgroup.kill and the cgroup namespaces'
+        view) and the v1 hierarchy of each controller that is bound to v1.
+        """
+        if self.kind == "none":
+            raise CgroupError(errno.ENODEV, "find a cgroup file system",
+                              "no cgroup or cgroup2 file system is mounted: mount one at "
+                              "/sys/fs/cgroup (mount -t cgroup2 none /sys/fs/cgroup)")
+        homes = [self.unified] if self.unified else []
+        for controller in controllers:
+            home = self.home_of(controller)
+            if home is None:
+                raise CgroupError(errno.ENOENT, f"find the {controller} controller",
+                                  f"no mounted hierarchy offers '{controller}' (see /proc/cgroups); "
+                                  "the kernel may lack it, or another v1 mount holds it")
+            if home not in homes:
+                homes.append(home)
+        return homes
+
 
 def controllers_of_kernel() -> set[str]:
     """The controllers this kernel has: the first column of /proc/cgroups."""
@@ -185,27 +205,14 @@ class Cgroup:
                controllers: Sequence[str] = ("pids", "memory")) -> Cgroup:
         """Make a new cgroup with CONTROLLERS available; NAME gets a random default.
 
-        The group gets a directory in the v2 hierarchy (if mounted: it holds
-        the membership, cgroup.kill and cgroup namespaces' view) and in the
-        v1 hierarchy of each controller that is bound to v1.
+        The group gets a directory in each hierarchy Layout.homes_for names;
+        in v2 the controllers must be enabled in the parent first.
         """
         name = name or f"{prefix()}-{os.getpid()}-{secrets.token_hex(3)}"
         if not name.startswith(prefix()) or "/" in name:
             raise ValueError(f"cgroup name {name!r} must start with {prefix()!r} and hold no '/'")
         where = layout()
-        if where.kind == "none":
-            raise CgroupError(errno.ENODEV, "find a cgroup file system",
-                              "no cgroup or cgroup2 file system is mounted: mount one at "
-                              "/sys/fs/cgroup (mount -t cgroup2 none /sys/fs/cgroup)")
-        homes = [where.unified] if where.unified else []
-        for controller in controllers:
-            home = where.home_of(controller)
-            if home is None:
-                raise CgroupError(errno.ENOENT, f"find the {controller} controller",
-                                  f"no mounted hierarchy offers '{controller}' (see /proc/cgroups); "
-                                  "the kernel may lack it, or another v1 mount holds it")
-            if home not in homes:
-                homes.append(home)
+        homes = where.homes_for(controllers)
         group = cls(name, {}, where)
         try:
             if where.unified:
@@ -351,15 +358,12 @@ def spawn_in(group: Cgroup, target: Callable[..., object] | Sequence[str],
     in at that moment: asking spawn() for "cgroup" would root the namespace
     at the parent's cgroup instead.
     """
-    def join_then_run(*a: object) -> object:
-        group.add(0)
+    def join_group() -> None:
+        group.add(0)  # "0": the writer itself
         if new_cgroup_namespace:
             syscalls.unshare(CLONE_NEWCGROUP)
-        if callable(target):
-            return target(*a)
-        os.execvp(target[0], list(target))
 
-    return spawn(join_then_run, namespaces, args=args, **options)
+    return spawn(target, namespaces, args=args, setup=join_group, **options)
 
 
 def namespace_views(group: Cgroup) -> dict[str, str]:

@@ -94,6 +94,7 @@ def spawn(
     stderr: int | None = None,
     cwd: str | None = None,
     env: dict[str, str] | None = None,
+    setup: Callable[[], object] | None = None,
 ) -> Child:
     """Start TARGET in a child process with new NAMESPACES and return a Child.
 
@@ -111,9 +112,11 @@ def spawn(
     inside never reach the caller.  TIME_OFFSETS: {"monotonic": s,
     "boottime": s} for a new time namespace.  STDIN/STDOUT/STDERR: file
     descriptors to give the child instead of ours.  CWD, ENV: as for
-    subprocess.  Errors in the child before the target starts (a refused
-    unshare, a bad hostname, a command not found) are raised here, and the
-    child is gone.
+    subprocess.  SETUP: a function the child calls after its namespace
+    steps, just before TARGET (labkit.cgroup.spawn_in joins a cgroup so).
+    Errors in the child before the target starts (a refused unshare, a bad
+    hostname, SETUP's, a command not found) are raised here, and the child
+    is gone.
     """
     flags = encode_flags(namespaces)
     if mount_proc:
@@ -143,6 +146,8 @@ def spawn(
             _child_steps(flags, status_w, go_r, handshake=handshake, propagation=propagation,
                          time_offsets=time_offsets, hostname=hostname, domainname=domainname,
                          mount_proc=mount_proc)
+            if setup is not None:
+                setup()
             redirect_stdio(stdin, stdout, stderr)
             if cwd is not None:
                 os.chdir(cwd)

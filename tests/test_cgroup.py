@@ -89,6 +89,22 @@ def test_cgroup_namespace_shows_the_cgroup_as_root_inside_and_its_path_outside()
     assert pids_in.endswith(":/")
 
 
+def test_a_command_in_a_cgroup_starts_as_spawn_starts_it():
+    """Default signal actions (Python ignores SIGPIPE), and a missing command raised here."""
+    r, w = os.pipe()
+    with Cgroup.create() as cg:
+        with spawn_in(cg, ["sh", "-c", "grep SigIgn /proc/self/status; cat /proc/self/cgroup"],
+                      stdout=w) as child:
+            os.close(w)
+            with os.fdopen(r) as f:
+                sigign, *cgroups = f.read().splitlines()
+            assert child.wait(timeout=30) == 0
+        assert sigign.split() == ["SigIgn:", "0000000000000000"]
+        assert "0::/" in cgroups  # the cgroup namespace's root: our group
+        with pytest.raises(FileNotFoundError):
+            spawn_in(cg, ["no-such-command-here"])
+
+
 def test_namespace_views_show_root_inside_and_the_path_outside():
     with Cgroup.create() as cg:
         views = cgroup.namespace_views(cg)
