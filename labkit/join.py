@@ -64,13 +64,14 @@ JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt", "time")
 
 def enter(pid: int, namespaces: object, target: Callable[..., object] | Sequence[str],
           *, args: Sequence[object] = (), cwd: str | None = None, stdin: int | None = None,
-          stdout: int | None = None, stderr: int | None = None) -> Child:
+          stdout: int | None = None, stderr: int | None = None,
+          setup: Callable[[], object] | None = None) -> Child:
     """Start TARGET in the NAMESPACES of process PID and return a Child.
 
     NAMESPACES: names ("uts,net"), a mask, or "all" for every namespace the
     target process has that differs from ours.  TARGET is a function
     (called with ARGS) or a command line, as for labkit.spawn.spawn, and
-    so are CWD and STDIN/STDOUT/STDERR.
+    so are CWD, STDIN/STDOUT/STDERR and SETUP.
     """
     if namespaces == "all":
         wanted = [name for name in JOIN_ORDER if _differs(pid, name)]
@@ -98,6 +99,8 @@ def enter(pid: int, namespaces: object, target: Callable[..., object] | Sequence
             redirect_stdio(stdin, stdout, stderr)
             if "pid" in fds:
                 fork_into_pid_namespace(status_w)  # only the grandchild returns
+            if setup is not None:
+                setup()
             run_target(target, args, None, status_w)
         except BaseException as e:  # noqa: BLE001 - everything goes to the parent
             report_failure(status_w, e)

@@ -320,18 +320,14 @@ class MediaLab:
         return self
 
     def _copy_of(self, name: str) -> Child:
-        """A process in a new mount namespace made from NAME's: unshare(CLONE_NEWNS) after setns."""
-        ready_r, ready_w = os.pipe()
-        with open(ready_r, "rb", buffering=0) as ready:
-            try:
-                child = enter(self.pid(name), "all", _copy_namespace_and_sleep, args=(ready_w,))
-            finally:
-                os.close(ready_w)
-            ok = ready.read(1) == b"!"  # b"" if the child died first
-        if not ok:
-            raise ChildProcessError(f"the copy of {name}'s mount namespace failed "
-                                    f"(exit code {child.wait()}; its error is above)")
-        return child
+        """A process in a new mount namespace made from NAME's: unshare(CLONE_NEWNS) after setns.
+
+        The copy of a shared mount joins its peer group, as long as the new
+        namespace has the same owner (a less privileged user namespace would
+        get slaves instead: mount_namespaces(7), "Restrictions").
+        """
+        return enter(self.pid(name), "all", ["sleep", "infinity"],
+                     setup=lambda: syscalls.unshare("mnt"))
 
     def pid(self, name: str) -> int:
         return self.holders[name].pid
@@ -368,15 +364,6 @@ def _share_media(lab: str) -> None:
     os.mkdir(f"{lab}/media")
     mount_tmpfs(f"{lab}/media", "media")
     set_propagation(f"{lab}/media", "shared")
-
-
-def _copy_namespace_and_sleep(ready_w: int) -> None:
-    # The copy of a shared mount joins its peer group, as long as the new
-    # namespace has the same owner (a less privileged user namespace would
-    # get slaves instead: mount_namespaces(7), "Restrictions").
-    syscalls.unshare("mnt")
-    os.write(ready_w, b"!")
-    os.execvp("sleep", ["sleep", "infinity"])
 
 
 def _insert_disk(media: str, disk: str) -> None:
