@@ -113,10 +113,11 @@ print("only in ours:", sorted(ours - theirs))
 #
 # Every mount has a *propagation type*. A **shared** mount passes mount and
 # unmount events to its peers and takes theirs; a **private** one does
-# neither. On a systemd machine every mount is shared, and the copy in a new
-# namespace would be a peer of the original. unshare(1) therefore makes every
-# mount of the new namespace private before it runs the command: strace shows
-# the call.
+# neither. systemd(1) remounts every mount shared at boot (mount_namespaces(7),
+# NOTES), so on most machines the copy in a new namespace would be a peer of
+# the original. unshare(1) therefore makes every mount of the new namespace
+# private before it runs the command (since util-linux 2.27): strace shows the
+# call.
 
 # %%
 sh("strace -e trace=mount unshare --mount true")

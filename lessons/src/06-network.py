@@ -15,7 +15,7 @@
 # * name network namespaces with `ip netns` and wire two of them with a veth pair;
 # * give them addresses and routes, and ping from one to the other;
 # * show that ports, `/sys/class/net` and abstract UNIX sockets are per namespace;
-# * explain how a process with no network device at all can serve a connection;
+# * explain how a process whose only device, `lo`, is down can serve a connection;
 # * solve the exercise `veth`.
 #
 # *Root or not:* this lesson runs as root and as a normal user, with the same
