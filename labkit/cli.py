@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # now, so that a reader gone away is caught below, not at exit
+        return code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -271,6 +271,18 @@ def test_a_closed_pipe_ends_quietly():
     assert (result.returncode, result.stderr) == (128 + signal.SIGPIPE, "")
 
 
+@pytest.mark.parametrize("args", [("flags", "0x4000000"), ("ls", "-t", "uts")])
+def test_a_closed_pipe_ends_quietly_when_python_buffers_the_output(args):
+    """A pipe is block-buffered unless PYTHONUNBUFFERED is set: the write then comes at the end."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    r, w = os.pipe()
+    os.close(r)
+    result = subprocess.run([sys.executable, "-m", "labkit", *args], stdout=w, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT, timeout=60, env=env)
+    os.close(w)
+    assert (result.returncode, result.stderr) == (128 + signal.SIGPIPE, "")
+
+
 # --- on a terminal ------------------------------------------------------------------------------------
 
 def on_a_terminal(*args: str) -> tuple[int, str]:
