@@ -56,6 +56,7 @@ import errno
 import ipaddress
 import os
 import pickle
+import stat
 import subprocess
 from collections.abc import Sequence
 
@@ -96,16 +97,7 @@ def start(rootfs: str, argv: Sequence[str] = ("/bin/sh",), *, hostname: str = "c
     namespace and whose other end is the container's eth0.
     """
     rootfs = os.path.abspath(rootfs)
-    if not os.path.isdir(rootfs):
-        raise NamespaceError(errno.ENOTDIR if os.path.exists(rootfs) else errno.ENOENT,
-                             f"root file system {rootfs}", (
-            "give a directory that holds a root file system, e.g. one made with "
-            "python -c 'from labkit.container import busybox_rootfs; busybox_rootfs(\"DIR\")'"))
-    for mount_point in ("proc", "dev"):
-        if not os.path.isdir(os.path.join(rootfs, mount_point)):
-            raise NamespaceError(errno.ENOENT, f"root file system {rootfs}", (
-                f"it has no /{mount_point} directory to mount {mount_point} on "
-                "(busybox_rootfs makes /proc and /dev)"))
+    _check_rootfs(rootfs)
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)  # container -> us: b"!" when ready, else the error
     go_r, go_w = os.pipe2(os.O_CLOEXEC)  # us -> container: "the network is yours"
     try:
@@ -135,6 +127,27 @@ def start(rootfs: str, argv: Sequence[str] = ("/bin/sh",), *, hostname: str = "c
     code = child.wait()
     raise pickle.loads(error) if error else NamespaceError(
         errno.ECHILD, "container", f"it ended before it was ready (exit code {code})")
+
+
+def _check_rootfs(rootfs: str) -> None:
+    """Refuse, before anything starts, a ROOTFS that is no directory we can use."""
+    make_one = ("give a directory that holds a root file system, e.g. one made with "
+                "python -c 'from labkit.container import busybox_rootfs; busybox_rootfs(\"DIR\")'")
+    for path, hint in ((rootfs, make_one),
+                       (f"{rootfs}/proc", "it has no /proc directory to mount proc on "
+                                          "(busybox_rootfs makes /proc and /dev)"),
+                       (f"{rootfs}/dev", "it has no /dev directory to mount a tmpfs on "
+                                         "(busybox_rootfs makes /proc and /dev)")):
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as e:
+            if e.errno == errno.EACCES:
+                hint = (f"{os.path.dirname(path)} may not be searched by this user (euid "
+                        f"{os.geteuid()}): a rootless container needs a root file system "
+                        "it can read, e.g. one under /tmp made readable to all")
+            raise NamespaceError(e.errno, f"root file system {path}", hint) from None
+        if not stat.S_ISDIR(mode):
+            raise NamespaceError(errno.ENOTDIR, f"root file system {path}", hint)
 
 
 def wire_host_side(pid: int, host_address: str) -> str:

@@ -183,6 +183,15 @@ def test_bad_root_file_system_gives_a_clear_message(bad, says, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_a_root_file_system_the_user_cannot_reach_is_named_as_such(unprivileged, tmp_path):
+    hidden = tmp_path / "hidden"
+    (hidden / "rootfs" / "proc").mkdir(parents=True)
+    hidden.chmod(0o700)  # root's: user 65534 may not search it
+    result = container("nobody", unprivileged, str(hidden / "rootfs"), "true")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "Permission denied" in result.stderr and "may not be searched by this user" in result.stderr
+
+
 def test_bad_veth_option_gives_a_clear_message(rootfs):
     result = container("root", None, rootfs[0], "true", "--veth", "10.0.0.1")
     assert result.returncode == 1 and "HOST_ADDR,CONTAINER_ADDR" in result.stderr
