@@ -98,22 +98,25 @@ def spawn(
 ) -> Child:
     """Start TARGET in a child process with new NAMESPACES and return a Child.
 
-    TARGET is a function (called with ARGS; its return value, an int or None,
-    becomes the exit code) or a command line for execvp(3).
-    NAMESPACES: names ("uts,mnt", ["net", "ipc"]) or a CLONE_NEW* mask.
-    UID_MAP/GID_MAP: map lines written by the parent ("0 1000 1").
-    MAP_ROOT: map the caller to root inside a new user namespace (implies
-    "user"; the default when rootless mode adds the user namespace and no
-    maps are given; a "user" asked for is left unmapped, as by unshare -U).
-    HOSTNAME/DOMAINNAME: set in the new UTS namespace.  MOUNT_PROC: mount a
-    fresh /proc (implies a mount namespace).  PROPAGATION: what to make "/"
-    in a new mount namespace (private, slave, shared, unbindable,
-    unchanged); unshare(1) also defaults to private, so that mounts made
-    inside never reach the caller.  TIME_OFFSETS: {"monotonic": s,
-    "boottime": s} for a new time namespace.  STDIN/STDOUT/STDERR: file
-    descriptors to give the child instead of ours.  CWD, ENV: as for
-    subprocess.  SETUP: a function the child calls after its namespace
-    steps, just before TARGET (labkit.cgroup.spawn_in joins a cgroup so).
+    TARGET        a function, called with ARGS (its int result, else 0, is the
+                  exit code), or a command line for execvp(3)
+    NAMESPACES    names ("uts,mnt", ["net", "ipc"]) or a CLONE_NEW* mask
+    UID_MAP       map lines the parent writes ("0 1000 1"); GID_MAP likewise
+    MAP_ROOT      map the caller to root in a new user namespace (implies
+                  "user"; the default when rootless mode adds the user namespace
+                  and no maps are given; a "user" asked for is left unmapped, as
+                  by unshare -U)
+    HOSTNAME      set in the new UTS namespace; DOMAINNAME likewise
+    MOUNT_PROC    mount a fresh /proc (implies a mount namespace)
+    PROPAGATION   what to make "/" in a new mount namespace: private (as
+                  unshare(1) does, so that mounts made inside never reach the
+                  caller), slave, shared, unbindable or unchanged
+    TIME_OFFSETS  {"monotonic": s, "boottime": s} for a new time namespace
+    STDIN ...     STDIN, STDOUT, STDERR: descriptors to give the child instead of ours
+    CWD, ENV      as for subprocess
+    SETUP         a function the child calls after its namespace steps, just
+                  before TARGET (labkit.cgroup.spawn_in joins a cgroup so)
+
     Errors in the child before the target starts (a refused unshare, a bad
     hostname, SETUP's, a command not found) are raised here, and the child
     is gone.
@@ -231,7 +234,7 @@ def _child_steps(flags: int, status_w: int, go_r: int, *, handshake, propagation
     if domainname is not None:
         syscalls.setdomainname(domainname)
     if mount_proc:
-        mount_fresh_proc()  # by PID 1 of the new namespace: it shows that namespace
+        mount_fresh_proc()  # after the fork: a proc shows the PID namespace of its mounter
 
 
 # The parent's step --------------------------------------------------------------
