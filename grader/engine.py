@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .exits import ExitWatch
 from .feedback import Fail, SolutionError, Status, printable
 from .sandbox import EXERCISE_DIR, Hook, Limits, Sandbox, Session
 
@@ -106,6 +107,7 @@ class Trial:
     def __init__(self, exercise: Exercise, staging: Staging) -> None:
         self.exercise, self.staging = exercise, staging
         self.sessions: list[Session] = []
+        self.watches: list[ExitWatch] = []
 
     def run(self, *args: str, hook: Hook | None = None, limits: Limits | None = None) -> Session:
         """Start ``solution ARGS`` in a new sandbox; the trial closes it at the end of the check."""
@@ -114,6 +116,12 @@ class Trial:
         session = box.start([f"{EXERCISE_DIR}/solution", *args], hook=hook)
         self.sessions.append(session)
         return session
+
+    def watch_exits(self) -> ExitWatch:
+        """The kernel's reports of how processes end, from now to the end of the check."""
+        watch = ExitWatch()
+        self.watches.append(watch)
+        return watch
 
     # Values a solution cannot know in advance.
     def token(self, length: int = 8) -> str:
@@ -135,6 +143,8 @@ class Trial:
         return next((c for s in self.sessions if (c := s.crash())), "")
 
     def close(self) -> None:
+        for watch in self.watches:
+            watch.close()
         errors = []
         for session in self.sessions:
             try:

@@ -75,9 +75,12 @@ class Exit:
 
 
 def signal_name(number: int) -> str:
+    """SIGTERM, or SIGRTMIN+3 for a real-time signal, as kill -l names them."""
     try:
         return signal.Signals(number).name
     except ValueError:
+        if signal.SIGRTMIN < number < signal.SIGRTMAX:
+            return f"SIGRTMIN+{number - signal.SIGRTMIN}"
         return f"signal {number}"
 
 
