@@ -10,8 +10,11 @@
 Every sentence is a check.  "The caller" is the sandbox's PID 1, which
 started the solution: its UTS namespace and hostname are read from outside
 (/proc/PID/ns/uts, nsenter(1)) while COMMAND is still running, and compared
-with COMMAND's.  Hostnames, exit codes, signals and words are random on
-every run.
+with COMMAND's; so is the default shell's, whatever the shell prints.
+COMMAND's exit code is drawn by COMMAND itself and its killing signal by
+the grader, and the kernel reports how COMMAND really ended
+(grader/exits.py): a solution cannot read its status out of COMMAND's
+arguments, nor make one up.  Hostnames and words are random on every run.
 
 See uts_namespaces(7), unshare(2), sethostname(2), credentials(7) for the
 controlling terminal, and wait(2) for exit statuses.
@@ -26,6 +29,7 @@ import time
 
 from .. import observe
 from ..engine import Exercise, Trial
+from ..exits import OTHER_SIGNALS, USUAL_SIGNALS, drawn_exit, expect_death_status, expect_status_of, kill, waiting
 from ..feedback import Fail
 from ..sandbox import Session, signal_name
 
@@ -166,48 +170,68 @@ def default_shell(trial: Trial) -> None:
         raise Fail("the shell is not interactive ($- has no 'i')", points=1,
                    hint="/bin/sh is interactive when its standard input and error are a terminal: "
                         "let it inherit the caller's")
-    shells = [p for p in observe.descendants(run.init_pid)
-              if observe.exe(p) == os.path.realpath("/bin/sh")]
-    run.sendline('echo "H=$(cat /proc/sys/kernel/hostname)"')
-    run.expect(f"H={hostname}", what=f"the shell to print its hostname {hostname}",
-               hint="set the hostname before you start the shell, in its new UTS namespace")
+    # The shell's namespace and hostname are read from outside, as for any COMMAND:
+    # what the shell itself prints (cat /proc/sys/kernel/hostname) could be anything.
+    shells = [p for p in observe.descendants(run.init_pid) if is_plain_sh(p)]
+    where = shells[-1] if shells else None
+    namespace, seen = (observe.namespace(where, "uts"), observe.hostname(where)) if where else (None, None)
     run.sendline(f"exit {code}")
     ended = run.wait()
-    if not shells:
+    if where is None:
         raise Fail("the default COMMAND is a shell, but not /bin/sh", points=1,
                    hint="run /bin/sh (the contract names it) when no COMMAND is given")
+    if namespace == observe.namespace(run.init_pid, "uts") or seen != hostname:
+        caller = "the caller's UTS namespace" if namespace == observe.namespace(run.init_pid, "uts") \
+            else f"a UTS namespace named {seen!r}"
+        raise Fail("the default shell does not run in a new UTS namespace named HOSTNAME", points=1,
+                   expected=f"/bin/sh in a new UTS namespace with the hostname {hostname}",
+                   seen=f"/bin/sh in {caller}",
+                   hint="set up the namespace first (unshare, sethostname), then start the shell: "
+                        "the default COMMAND is a COMMAND like any other")
     if ended.status != code:
         raise Fail("after 'exit N' in the shell, the solution's exit status is not N", points=1,
                    expected=f"exit status {code}", seen=str(ended),
                    hint="the solution's exit status is COMMAND's, for the default shell too")
 
 
+def is_plain_sh(pid: int) -> bool:
+    """Is PID running /bin/sh itself, with no script to run ("sh", "/bin/sh", "-sh -i")?"""
+    argv = observe.cmdline(pid)
+    return (observe.exe(pid) == os.path.realpath("/bin/sh") and bool(argv)
+            and all(a.startswith("-") for a in argv[1:]))
+
+
 @exercise.check(2, "the exit status is COMMAND's", needs=[runs_command])
 def exit_status(trial: Trial) -> None:
-    code = trial.number(2, 120)
-    run = trial.run(trial.hostname(), "/bin/sh", "-c", f"exit {code}")
-    ended = run.wait()
-    if ended.status != code:
-        raise Fail(f"COMMAND exited with status {code}, the solution with another",
-                   expected=f"exit status {code}", seen=str(ended),
-                   hint="wait for COMMAND and exit with its status (os.waitstatus_to_exitcode, "
-                        "WEXITSTATUS), or simply exec COMMAND in the solution's process")
+    exits = trial.watch_exits()
+    command = drawn_exit(f"uts-{trial.token()}")
+    run = trial.run(trial.hostname(), *command)
+    pid = run.find(command)
+    if pid is None:
+        raise Fail("COMMAND did not start: no process in the sandbox runs it",
+                   expected=" ".join(command), seen=run.transcript.tail(), hint=HINT_EXEC)
+    expect_status_of(exits.end_of(pid), run.wait(),
+                     hint="wait for COMMAND and exit with its status (os.waitstatus_to_exitcode, "
+                          "WEXITSTATUS), or simply exec COMMAND in the solution's process")
 
 
 @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
 def signal_status(trial: Trial) -> None:
-    sig = trial.choice([signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM])
-    name = signal_name(sig).removeprefix("SIG")
-    run = trial.run(trial.hostname(), "/bin/sh", "-c", f"kill -s {name} $$")
-    ended = run.wait()
-    if ended.status != 128 + sig:
-        raise Fail(f"COMMAND was killed by {signal_name(sig)} (signal {int(sig)})",
-                   expected=f"exit status {128 + sig} (128+{int(sig)}), as a shell reports it, "
-                            f"or the solution killed by the same signal",
-                   seen=str(ended),
-                   hint="a child killed by signal N has no exit code: WIFSIGNALED/WTERMSIG "
-                        "(wait(2)); Python's returncode is then -N, and sys.exit(-N) gives "
-                        "256-N, not 128+N")
+    exits = trial.watch_exits()
+    for pool in (USUAL_SIGNALS, OTHER_SIGNALS):  # the usual ones, and a rarer one
+        sig = int(trial.choice(pool))
+        command = waiting(f"uts-{trial.token()}")
+        run = trial.run(trial.hostname(), *command)
+        pid = run.find(command)
+        if pid is None:
+            raise Fail("COMMAND did not start: no process in the sandbox runs it",
+                       expected=" ".join(command), seen=run.transcript.tail(), hint=HINT_EXEC)
+        run.transcript.note(f"sends {signal_name(sig)} (signal {sig}) to COMMAND")
+        kill(pid, sig, exits)
+        expect_death_status(sig, run.wait(),
+                            hint="a child killed by signal N has no exit code: WIFSIGNALED/WTERMSIG "
+                                 "(wait(2)); Python's returncode is then -N, and sys.exit(-N) gives "
+                                 "256-N, not 128+N")
 
 
 def _tty(device: int | None) -> str:
