@@ -32,7 +32,9 @@ busybox shell that waits for a line on its terminal):
   table (the warden's, grader/exercises/escape.py) shows none of it, and is
   the same after the solution as before it.
 
-ROOTFS, file names and exit codes are random on every run.
+ROOTFS and file names are random on every run; COMMAND draws its own exit
+code and the grader its killing signal, and the kernel reports how
+COMMAND really ended (grader/exits.py).
 
 See pivot_root(2), mount_namespaces(7), chroot(2), setns(2), proc(5),
 umount(2) (MNT_DETACH), busybox(1).
@@ -41,9 +43,11 @@ umount(2) (MNT_DETACH), busybox(1).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import signal
+import stat
 from dataclasses import dataclass
 
 from labkit import jail as labjail
@@ -52,11 +56,28 @@ from labkit import syscalls
 
 from .. import observe
 from ..engine import Exercise, Trial
+from ..exits import (
+    OTHER_SIGNALS,
+    SHELL_RANDOM,
+    USUAL_SIGNALS,
+    drawn_exit,
+    expect_death_status,
+    expect_status_of,
+    kill,
+    waiting,
+)
 from ..feedback import Fail
 from ..session import Session, signal_name
 from .escape import SCRATCH, Warden, differences, in_sandbox, mount_table
 
 exercise = Exercise("jail", "a jail that holds", tools=("busybox",))
+
+# File systems that show the kernel's state, not files of the host's: the same
+# super block may be mounted in the jail anew (a sysfs of the same network
+# namespace, devtmpfs) without leading back to the old root.
+KERNEL_VIEWS = {"proc", "sysfs", "devtmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "securityfs",
+                "debugfs", "tracefs", "bpf", "pstore", "configfs", "fusectl", "hugetlbfs",
+                "binfmt_misc", "efivarfs", "autofs", "nsfs", "rpc_pipefs"}
 
 HINT_EXEC = ("after the jail is built, exec COMMAND with its arguments as they are (os.execvp), "
              "looked up in the new root")
@@ -96,9 +117,17 @@ class Jail:
         st = os.stat(in_sandbox(self.warden, self.rootfs))
         self.rootfs_id = (st.st_dev, st.st_ino)
         table = [mounts.parse_mountinfo_line(line) for line in observe.mountinfo(warden)]
-        root = [m for m in table if m.mount_point == "/"][-1]
-        self.host_root = (root.major_minor, root.root)
         self.host_procs = {m.major_minor for m in table if m.fstype == "proc"}
+        # The host's files: every mount of a file system that holds files (a disk,
+        # a tmpfs), and where in its file system ROOTFS is.
+        self.host_files = {m.major_minor for m in table if m.fstype not in KERNEL_VIEWS}
+        self.host_devices = {_device(mm) for mm in self.host_files}
+        # The mount ROOTFS is on: the deepest mount point above it, the topmost if stacked
+        # (the sandbox's tmpfs on /dev/shm covers the machine's).
+        home = max(reversed([m for m in table if _under(self.rootfs, m.mount_point)]),
+                   key=lambda m: len(m.mount_point))
+        self.rootfs_place = (home.major_minor,
+                             os.path.normpath(home.root + "/" + self.rootfs[len(home.mount_point):]))
         self.host_mounts = mount_table(warden)
         self.host_mnt = observe.namespace(warden, "mnt")
         self.warden.go()
@@ -131,6 +160,27 @@ class Jail:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _under(path: str, top: str) -> bool:
+    return top == "/" or path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _device(major_minor: str) -> int:
+    major, minor = major_minor.split(":")
+    return os.makedev(int(major), int(minor))
+
+
+def host_files_shown(jail: Jail, table: list[mounts.MountInfo]) -> list[mounts.MountInfo]:
+    """The mounts of TABLE that show files of the host outside ROOTFS.
+
+    A mount of a file system that holds files (not proc, sysfs, devpts ...)
+    that the host has mounted too, and whose root is not ROOTFS or below it:
+    the old root itself, or any part of it kept at a hidden place.
+    """
+    device, place = jail.rootfs_place
+    return [m for m in table if m.major_minor in jail.host_files
+            and not (m.major_minor == device and _under(m.root, place))]
 
 
 def _readlink(path: str) -> str:
@@ -195,17 +245,35 @@ class Inside:
 
     cwd_inside: bool  # climbing ".." from COMMAND's working directory meets its root
     escaped: str | None  # the outside file's text, if exercise 2's escape reached it
+    leaking_fds: list[int]  # COMMAND's descriptors of directories from which ".." leads out
+    climbed: set[int]  # st_dev of every directory that exercise 2's climb went through
+
+
+def directory_fds(pid: int) -> list[int]:
+    """PID's descriptors that are open on directories."""
+    try:
+        fds = [int(fd) for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return []
+    found = []
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if stat.S_ISDIR(os.stat(f"/proc/{pid}/fd/{fd}").st_mode):
+                found.append(fd)
+    return found
 
 
 def look_from_inside(pid: int, outside: str) -> Inside | None:
     """Take PID's mount namespace, root and working directory, and try to get out.
 
     A child of the grader does what nsenter --mount --root --wd does, so
-    that it stands where COMMAND stands; it reports on a pipe.
+    that it stands where COMMAND stands; it tries the directories COMMAND
+    holds open too, and reports on a pipe.
     """
+    numbers = directory_fds(pid)
     try:
         fds = [os.open(f"/proc/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
-               for name in ("ns/mnt", "root", "cwd")]
+               for name in ("ns/mnt", "root", "cwd", *(f"fd/{n}" for n in numbers))]
     except OSError:
         return None
     result_r, result_w = os.pipe2(os.O_CLOEXEC)
@@ -213,13 +281,21 @@ def look_from_inside(pid: int, outside: str) -> Inside | None:
     if child == 0:
         try:
             syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
-            ns, root, cwd = fds
+            ns, root, cwd, *held = fds
             syscalls.setns(ns, "mnt")
             os.fchdir(root)
             os.chroot(".")  # COMMAND's root ...
+            leaking = []
+            for number, fd in zip(numbers, held, strict=True):  # ... the directories it holds ...
+                os.fchdir(fd)
+                if not _cwd_inside_root():
+                    leaking.append(number)
             os.fchdir(cwd)  # ... and COMMAND's working directory
-            os.write(result_w, b"1" if _cwd_inside_root() else b"0")
-            os.write(result_w, b"+" + _escape_and_read(outside))
+            report = {"cwd_inside": _cwd_inside_root(), "leaking_fds": leaking}
+            os.write(result_w, json.dumps(report).encode() + b"\n")
+            climbed = _climb_out()
+            os.write(result_w, json.dumps({"climbed": sorted(climbed)}).encode() + b"\n")
+            os.write(result_w, b"+" + _read_tail_of(outside))
         except BaseException:  # noqa: BLE001 - any failure is a failed escape
             pass
         finally:
@@ -239,10 +315,13 @@ def look_from_inside(pid: int, outside: str) -> Inside | None:
         with contextlib.suppress(OSError):
             os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
-    if not data:
+    lines = data.split(b"\n", 2)
+    if not data or len(lines) < 2:
         return None
-    escaped = data[2:].decode(errors="replace") if data[1:2] == b"+" else None
-    return Inside(cwd_inside=data[:1] == b"1", escaped=escaped)
+    report = json.loads(lines[0])
+    climbed = set(json.loads(lines[1]).get("climbed", [])) if lines[1].startswith(b"{") else set()
+    escaped = lines[2][1:].decode(errors="replace") if len(lines) > 2 and lines[2][:1] == b"+" else None
+    return Inside(report["cwd_inside"], escaped, report["leaking_fds"], climbed)
 
 
 def _same(a: os.stat_result, b: os.stat_result) -> bool:
@@ -266,11 +345,11 @@ def _cwd_inside_root() -> bool:
         os.close(here)
 
 
-def _escape_and_read(path: str) -> bytes:
-    """Exercise 2's escape from the working directory, then read PATH.
+def _climb_out() -> set[int]:
+    """Exercise 2's escape from the working directory; the devices of the directories passed.
 
-    Where the climb ends may be the top of a detached file system rather
-    than the host's root, so the tail parts of PATH are tried there too.
+    A root file system mounted below the jail's (ROOTFS bound over "/"
+    instead of pivot_root) shows among them, though no mount table lists it.
     """
     here = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
     below = f".grader-escape-{os.getpid()}"
@@ -280,12 +359,20 @@ def _escape_and_read(path: str) -> bytes:
         below = next(f"/{d}" for d in sorted(os.listdir("/")) if os.path.isdir(f"/{d}")
                      and not os.getcwd().startswith(f"/{d}"))
     os.chroot(below)
+    climbed = set()
     for _ in range(4096):
+        climbed.add(os.stat(".").st_dev)
         os.chdir("..")
     os.chroot(".")
     if not below.startswith("/"):
         with contextlib.suppress(OSError):
             os.rmdir(below, dir_fd=here)
+    return climbed
+
+
+def _read_tail_of(path: str) -> bytes:
+    """Read PATH, or a tail part of it from "/": where a climb ends may be the top of a
+    detached file system rather than the host's root."""
     parts = path.strip("/").split("/")
     for i in range(len(parts)):
         with contextlib.suppress(OSError), open("/" + "/".join(parts[i:]), "rb") as f:
@@ -389,13 +476,26 @@ def old_root_detached(trial: Trial) -> None:
         jail.release()
         if view is None or inside is None:
             raise Fail("the grader could not enter COMMAND's mount namespace")
-        shown = [m for m in view[1] if (m.major_minor, m.root) == jail.host_root]
+        shown = host_files_shown(jail, view[1])
         if shown:
-            raise Fail("a mount in COMMAND's namespace still shows the host's root file system",
+            raise Fail("a mount in COMMAND's namespace still shows the host's files, outside ROOTFS",
                        seen=", ".join(describe(m) for m in shown),
                        hint="after pivot_root(new, put_old) and chdir(\"/\"), "
                             "umount2(put_old, MNT_DETACH): the old root has mounts below it "
-                            "(/proc, /sys ...), so only a lazy unmount takes it all (umount(2))")
+                            "(/proc, /sys ...), so only a lazy unmount takes it all (umount(2)); "
+                            "and keep no part of it mounted elsewhere in the jail")
+        below = inside.climbed & (jail.host_devices - {_device(jail.rootfs_place[0])})
+        if below:
+            raise Fail("the host's root file system is still mounted in COMMAND's namespace, below "
+                       "ROOTFS: climbing \"..\" from the jail's root passes through it",
+                       hint="mounting ROOTFS over \"/\" and chroot(2) hides the old root without "
+                            "removing it; pivot_root(2) moves it away so that it can be unmounted")
+        if inside.leaking_fds:
+            fds = ", ".join(map(str, inside.leaking_fds))
+            raise Fail(f"COMMAND holds open descriptors ({fds}) of directories outside its root: "
+                       "fchdir(2) there leads into the host's files",
+                       hint="open descriptors survive execve(2): open the old root with O_CLOEXEC, "
+                            "or close it before COMMAND starts")
         if not inside.cwd_inside:
             raise Fail("COMMAND's working directory is outside its root: \"..\" from there leads "
                        "into the host's files", hint="chdir(\"/\") after pivot_root(2): it moves "
@@ -454,28 +554,33 @@ def host_mounts_unchanged(trial: Trial) -> None:
 
 @exercise.check(1, "the exit status is COMMAND's", needs=[runs_command])
 def exit_status(trial: Trial) -> None:
-    code = trial.number(2, 120)
+    exits = trial.watch_exits()
     with Jail(trial) as jail:
-        jail.start("/bin/sh", "-c", f"exit {code}")
-        ended = jail.warden.finished(jail.run)
-        if ended.status != code:
-            raise Fail(f"COMMAND exited with status {code}, the solution with another",
-                       expected=f"exit status {code}", seen=str(ended),
-                       hint="exec COMMAND in the jailed process (os.execvp), or wait for it and "
-                            "exit with its status")
+        command = drawn_exit(jail.tag, random=SHELL_RANDOM)
+        run = jail.start(*command)
+        pid = run.find(command)
+        if pid is None:
+            raise Fail("COMMAND did not start: no process in the sandbox runs it",
+                       expected=" ".join(command), seen=run.transcript.tail(), hint=HINT_EXEC)
+        expect_status_of(exits.end_of(pid), jail.warden.finished(run),
+                         hint="exec COMMAND in the jailed process (os.execvp), or wait for it and "
+                              "exit with its status")
 
 
 @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
 def signal_status(trial: Trial) -> None:
-    sig = trial.choice([signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM])
-    name = signal_name(sig).removeprefix("SIG")
-    with Jail(trial) as jail:
-        jail.start("/bin/sh", "-c", f"kill -s {name} $$")
-        ended = jail.warden.finished(jail.run)
-        if ended.status != 128 + sig:
-            raise Fail(f"COMMAND was killed by {signal_name(sig)} (signal {int(sig)})",
-                       expected=f"exit status {128 + sig} (128+{int(sig)}), or the solution killed "
-                                "by the same signal", seen=str(ended),
-                       hint="exec COMMAND, or exit with 128+WTERMSIG(status) when it was killed "
-                            "(wait(2))")
-
+    exits = trial.watch_exits()
+    for pool in (USUAL_SIGNALS, OTHER_SIGNALS):  # the usual ones, and a rarer one
+        sig = int(trial.choice(pool))
+        with Jail(trial) as jail:
+            command = waiting(jail.tag)
+            run = jail.start(*command)
+            pid = run.find(command)
+            if pid is None:
+                raise Fail("COMMAND did not start: no process in the sandbox runs it",
+                           expected=" ".join(command), seen=run.transcript.tail(), hint=HINT_EXEC)
+            run.transcript.note(f"sends {signal_name(sig)} (signal {sig}) to COMMAND")
+            kill(pid, sig, exits)
+            expect_death_status(sig, jail.warden.finished(run),
+                                hint="exec COMMAND, or exit with 128+WTERMSIG(status) when it was "
+                                     "killed (wait(2))")
