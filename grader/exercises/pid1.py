@@ -24,13 +24,15 @@ outside, where every process of the namespace has a PID of the grader's:
   subshell exits, and its sleep is reparented to PID 1.  The grader reads
   the state of every process below the solution (/proc/PID/stat) every few
   milliseconds: none but COMMAND's own children may stay in state Z for
-  more than one second.
+  more than one second.  A first batch of orphans ends while the grader
+  holds the solution stopped, so that their SIGCHLDs arrive as one.
 * Signals: COMMAND traps the six signals and prints a line for each; the
   grader sends each to the solution's PID, never to COMMAND.  (PID 1 gets
   only the signals it has a handler for, or blocks: pid_namespaces(7).)
-* Exit status: COMMAND exits with a random code or kills itself with a
-  random signal, sometimes leaving an orphan running; the solution must
-  then end at once, with COMMAND's status.
+* Exit status: COMMAND exits with a code it draws itself, or the grader
+  kills it with a signal of its choice, sometimes leaving an orphan
+  running; the kernel reports how COMMAND really ended (grader/exits.py),
+  and the solution must then end at once, with COMMAND's status.
 
 See pid_namespaces(7), wait(2), sigwaitinfo(2), signal(7), proc(5), and
 the sources of tini and dumb-init.
@@ -45,6 +47,7 @@ import time
 
 from .. import observe
 from ..engine import Exercise, Trial
+from ..exits import OTHER_SIGNALS, USUAL_SIGNALS, drawn_exit, expect_death_status, expect_status_of, kill, waiting
 from ..feedback import Fail, Timeout
 from ..hooks import as_pid1
 from ..session import Session, signal_name
@@ -92,7 +95,11 @@ def start_holding(trial: Trial, before: str = "") -> tuple[Session, int, int]:
 
 
 def release(run: Session) -> None:
+    """Let the holding COMMAND read its line and end; it must still be there to answer."""
     run.sendline("bye")
+    run.expect("got bye", timeout=5, what="COMMAND's answer 'got bye' to the line the grader typed",
+               hint="COMMAND must run until it ends by itself: the solution stays, as PID 1, "
+                    "as long as COMMAND runs")
     run.wait()
 
 
@@ -148,29 +155,60 @@ def command_is_child(trial: Trial) -> None:
 @exercise.check(3, "reaps every child, orphans too: no zombie lives more than 1 s",
                 needs=[runs_command])
 def reaps_orphans(trial: Trial) -> None:
-    lifetimes = sorted(trial.number(1, 6) / 10 for _ in range(trial.number(3, 5)))
-    orphans = " ".join(f"{t:.1f}" for t in lifetimes)
-    run, solution, command = start_holding(trial, f"for t in {orphans}; do (sleep $t &); done; ")
-    run.transcript.note(f"COMMAND leaves {len(lifetimes)} orphans that end after {orphans} s; "
-                        "the grader watches for zombies")
-    # A zombie is the solution's to reap unless its parent is COMMAND (COMMAND's own
-    # children are COMMAND's business), or COMMAND is the solution itself (exec).
-    seen: dict[int, float] = {}
-    worst = None
-    end = time.monotonic() + lifetimes[-1] + ZOMBIE_LIMIT + 0.5
-    while worst is None and time.monotonic() < end:
-        now = time.monotonic()
-        for pid in observe.descendants(solution):
-            state = stat_of(pid)
-            if state and state[0] == "Z" and (state[1] != command or command == solution):
-                if now - seen.setdefault(pid, now) > ZOMBIE_LIMIT:
-                    worst = pid
-        time.sleep(0.02)
+    # Two batches of orphans: COMMAND's subshells exit at once, so their sleeps are
+    # reparented to PID 1.  The first batch ends while the grader holds the solution
+    # stopped (SIGSTOP, which an ancestor namespace may send to a PID 1): their
+    # SIGCHLDs arrive as one, as they may on any busy machine, and one waitpid(2)
+    # per SIGCHLD is not enough.  The second batch ends while the solution runs.
+    first = [trial.number(3, 5) / 10 for _ in range(3)]
+    later = sorted(trial.number(2, 6) / 10 for _ in range(trial.number(2, 3)))
+    tag = f"pid1-{trial.token()}"
+    script = (f"for t in {' '.join(map(str, first))}; do (sleep $t &); done; "
+              'echo "ready $0"; read go; '
+              f"for t in {' '.join(map(str, later))}; do (sleep $t &); done; "
+              'echo "started $0"; read reply; echo "got $reply"')
+    command = ["/bin/sh", "-c", script, tag]
+    run = trial.run(*command, hook=as_pid1)
+    run.expect(f"ready {tag}", timeout=5, what=f"COMMAND's first line 'ready {tag}'", hint=HINT_EXEC)
+    solution, pid = solution_of(run), run.find(command) or run.find(tag)
+    if solution is None or pid is None:
+        raise Fail("COMMAND printed its first line, but then no process in the sandbox runs it",
+                   hint="COMMAND must keep running until it ends by itself")
+    run.transcript.note(f"stops the solution while {len(first)} orphans end, then lets it go on")
+    os.kill(solution, signal.SIGSTOP)
+    try:
+        time.sleep(max(first) + 0.2)
+    finally:
+        os.kill(solution, signal.SIGCONT)
+    run.sendline("go")
+    run.expect(f"started {tag}", timeout=5, what=f"COMMAND's second line 'started {tag}'")
+    run.transcript.note(f"COMMAND leaves {len(later)} more orphans, which end after "
+                        f"{' '.join(map(str, later))} s; the grader watches for zombies")
+    worst = watch_zombies(solution, pid, until=time.monotonic() + max(later) + ZOMBIE_LIMIT + 0.5)
     release(run)
     if worst:
         raise Fail("an orphan that ended stayed a zombie (state Z) for more than 1 s",
                    seen=f"PID {worst} (as the grader numbers it), still in state Z",
                    hint=HINT_REAP)
+
+
+def watch_zombies(solution: int, command: int, until: float) -> int | None:
+    """A zombie of the solution's that lives more than ZOMBIE_LIMIT seconds, or None.
+
+    A zombie is the solution's to reap unless its parent is COMMAND (COMMAND's
+    own children are COMMAND's business), or COMMAND is the solution itself
+    (an exec).  Lifetimes count from the start of the watch.
+    """
+    seen: dict[int, float] = {}
+    while time.monotonic() < until:
+        now = time.monotonic()
+        for pid in observe.descendants(solution):
+            state = stat_of(pid)
+            if state and state[0] == "Z" and (state[1] != command or command == solution):
+                if now - seen.setdefault(pid, now) > ZOMBIE_LIMIT:
+                    return pid
+        time.sleep(0.02)
+    return None
 
 
 @exercise.check(3, "forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to COMMAND",
@@ -216,41 +254,52 @@ def forwards_signals(trial: Trial) -> None:
 
 @exercise.check(2, "the exit status is COMMAND's", needs=[runs_command])
 def exit_status(trial: Trial) -> None:
-    code = trial.number(2, 120)
-    run = trial.run("/bin/sh", "-c", f"exit {code}", hook=as_pid1)
-    ended = run.wait()
-    if ended.status != code:
-        raise Fail(f"COMMAND exited with status {code}, the solution with another",
-                   expected=f"exit status {code}", seen=str(ended),
-                   hint="exit with WEXITSTATUS of COMMAND's wait status (os.waitstatus_to_exitcode), "
-                        "not with the raw status that waitpid(2) returns")
+    exits = trial.watch_exits()
+    command = drawn_exit(f"pid1-{trial.token()}")
+    run = trial.run(*command, hook=as_pid1)
+    pid = find_command(run, command)
+    expect_status_of(exits.end_of(pid), run.wait(),
+                     hint="exit with WEXITSTATUS of COMMAND's wait status (os.waitstatus_to_exitcode), "
+                          "not with the raw status that waitpid(2) returns")
 
 
 @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
 def signal_status(trial: Trial) -> None:
-    sig = trial.choice([signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM])
-    name = signal_name(sig).removeprefix("SIG")
-    run = trial.run("/bin/sh", "-c", f"kill -s {name} $$", hook=as_pid1)
-    ended = run.wait()
-    if ended.status != 128 + sig:
-        raise Fail(f"COMMAND was killed by {signal_name(sig)} (signal {int(sig)})",
-                   expected=f"exit status {128 + sig} (128+{int(sig)})", seen=str(ended),
-                   hint="a child killed by signal N has no exit code: WIFSIGNALED/WTERMSIG (wait(2)); "
-                        "exit with 128+N.  (PID 1 cannot kill itself with the same signal.)")
+    exits = trial.watch_exits()
+    for pool in (USUAL_SIGNALS, OTHER_SIGNALS):  # the usual ones, and a rarer one
+        sig = int(trial.choice(pool))
+        command = waiting(f"pid1-{trial.token()}")
+        run = trial.run(*command, hook=as_pid1)
+        pid = find_command(run, command)
+        run.transcript.note(f"sends {signal_name(sig)} (signal {sig}) to COMMAND")
+        kill(pid, sig, exits)
+        expect_death_status(sig, run.wait(),
+                            hint="a child killed by signal N has no exit code: WIFSIGNALED/WTERMSIG "
+                                 "(wait(2)); exit with 128+N.  (PID 1 cannot kill itself with the "
+                                 "same signal.)")
 
 
 @exercise.check(1, "exits as soon as COMMAND exits, though orphans still run", needs=[runs_command])
 def exits_with_command(trial: Trial) -> None:
-    code = trial.number(2, 120)
-    run = trial.run("/bin/sh", "-c", f"(sleep 60 &); exit {code}", hook=as_pid1)
+    exits = trial.watch_exits()
+    command = drawn_exit(f"pid1-{trial.token()}")
+    command[2] = "(sleep 60 &); " + command[2]
+    run = trial.run(*command, hook=as_pid1)
     run.transcript.note("COMMAND leaves an orphan that sleeps 60 s, and exits")
+    pid = find_command(run, command)
     try:
         ended = run.wait(timeout=5)
     except Timeout:
         raise Fail("COMMAND exited, but the solution went on waiting for the orphan it left",
                    hint="exit as soon as COMMAND has ended; the kernel then kills every other "
                         "process of the namespace (pid_namespaces(7))") from None
-    if ended.status != code:
-        raise Fail(f"COMMAND exited with status {code}, the solution with another",
-                   expected=f"exit status {code}", seen=str(ended),
-                   hint="remember COMMAND's status when you reap it, whatever else you reap")
+    expect_status_of(exits.end_of(pid), ended,
+                     hint="remember COMMAND's status when you reap it, whatever else you reap")
+
+
+def find_command(run: Session, command: list[str]) -> int:
+    pid = run.find(command)
+    if pid is None:
+        raise Fail("COMMAND did not start: no process in the sandbox runs it",
+                   expected=" ".join(command), seen=run.transcript.tail(), hint=HINT_EXEC)
+    return pid
