@@ -12,7 +12,10 @@
 
 The grader builds the jail and plants the secret file in the sandbox, at
 paths and with contents chosen at random on every run, then starts the
-solution chrooted.  Besides the output and the exit status it looks at
+solution chrooted.  The contents are drawn after the sandbox is up and
+written from outside (through /proc/PID/root), so that they are in the
+file and nowhere else a solution could look: not in the memory of the
+sandbox's processes, which are forked copies of the grader.  Besides the output and the exit status it looks at
 what the escape did on its way, from outside: the secret file, the jail's
 files and the sandbox's mount table must be as they were (a good escape
 reads; it does not leave a mess in the jail or mounts behind).  Standard
@@ -342,8 +345,7 @@ def _bind_readonly(source: str, target: str) -> None:
 
 
 def plant_secret(path: str, text: str) -> None:
-    """Write TEXT to PATH, readable by root only, with a fixed mtime to compare later."""
-    os.makedirs(os.path.dirname(path), mode=0o700)
+    """Write TEXT to a new file PATH, readable by root only, with a fixed mtime to compare later."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
@@ -443,7 +445,6 @@ class Escape:
                      f"{trial.choice(['jail', 'cell', 'chroot'])}-{token(4)}")
         self.path = (f"{trial.choice(SCRATCH)}/{token(6)}/"
                      f"{trial.choice(['secret', 'flag', 'treasure', 'key'])}-{token(6)}.txt")
-        self.secret = f"nslab-{token(12)}\n{token(20)}\n"
         # The contract wants the file on standard output: standard error goes to a
         # file of the sandbox's, shown in the transcript, never taken for output.
         self.errors = f"/run/.grader-stderr-{token(8)}"
@@ -452,6 +453,10 @@ class Escape:
         try:
             self.run = trial.run(self.path, hook=self.warden.hook)
             self.warden.started(self.run)
+            # The secret is drawn only now, and written from outside: no process of
+            # the sandbox (forked copies of the grader) ever held it in its memory.
+            self.secret = f"nslab-{token(12)}\n{token(20)}\n"
+            plant_secret(in_sandbox(self.warden, self.path), self.secret)
             self.before_jail = tree(in_sandbox(self.warden, self.jail))
             self.before_mounts = mount_table(self.warden.pid)
             self.before_secret = file_state(in_sandbox(self.warden, self.path))
@@ -462,7 +467,7 @@ class Escape:
 
     def _prepare(self, argv: list[str]) -> None:
         build_jail(self.jail)
-        plant_secret(self.path, self.secret)
+        os.makedirs(os.path.dirname(self.path), mode=0o700)
 
     def _enter(self, argv: list[str]) -> None:
         errors = os.open(self.errors, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
