@@ -57,7 +57,7 @@ from .errors import CgroupError
 from .mount import parse_mountinfo_line
 from .nstypes import BY_NAME
 from .procfs import read_text, write_once
-from .spawn import spawn
+from .spawn import Child, spawn
 
 CLONE_NEWCGROUP = BY_NAME["cgroup"].flag
 DEFAULT_PREFIX = "nslab"
@@ -350,7 +350,7 @@ def remove_stale() -> list[str]:
 
 def spawn_in(group: Cgroup, target: Callable[..., object] | Sequence[str],
              namespaces: object = (), *, new_cgroup_namespace: bool = True,
-             args: Sequence[object] = (), **options):
+             args: Sequence[object] = (), **options) -> Child:
     """Start TARGET (as labkit.spawn.spawn does) inside GROUP; return the Child.
 
     The child joins GROUP first and only then calls unshare(CLONE_NEWCGROUP),

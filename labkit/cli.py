@@ -224,6 +224,9 @@ def _command_line(argv: list[str]) -> list[str]:
 def run_as_shell(start) -> int:
     """Start a child with START() and wait for it as a shell does; 128+N for signal N.
 
+    START is spawn, enter or container.start with their arguments given: it
+    returns a labkit.child.Child.
+
     ^C and ^\\ from the terminal reach the child directly (it is in our
     foreground process group), so we ignore them; other signals sent to us
     are passed on.  They are held back while the child starts, so that none

@@ -70,7 +70,7 @@ def call_libc(name: str, *args, call: str = "", flags: int = 0, detail: str = ""
     return check(getattr(libc, name)(*args), call or name, flags, detail)
 
 
-def unshare(namespaces) -> None:
+def unshare(namespaces: object) -> None:
     """unshare(2): move the calling process into new namespaces.
 
     NAMESPACES is a flag mask or names ("uts", ["mnt", "net"]).  Beware: a new
@@ -82,7 +82,7 @@ def unshare(namespaces) -> None:
     call_libc("unshare", flags, flags=flags)
 
 
-def setns(fd: int, namespaces=0) -> None:
+def setns(fd: int, namespaces: object = 0) -> None:
     """setns(2): move the calling process into the namespace open on FD.
 
     FD is a /proc/PID/ns/* file (then NAMESPACES, if given, must be its type,

@@ -44,6 +44,7 @@ import errno
 import os
 from collections.abc import Sequence
 
+from .child import Child
 from .errors import MapRuleError, error_for
 from .namespace import Namespace
 from .procfs import read_text, status_field, write_once
@@ -207,7 +208,7 @@ def owners(pid: int | str = "self") -> dict[str, Namespace]:
     return {name: Namespace.of(pid, name).owner() for name in OTHER_TYPES}
 
 
-def start_owning_all(argv: Sequence[str]):
+def start_owning_all(argv: Sequence[str]) -> Child:
     """Start ARGV in a new user namespace and, owned by it, one of every other type.
 
     No privilege needed: unshare(2) creates the user namespace first, and
