@@ -112,6 +112,8 @@ class Shell:
         argv = _shell_command()
         self._sh = pexpect.spawn(argv[0], argv[1:], env=env, echo=False, encoding="utf-8",
                                  codec_errors="replace", dimensions=(40, 120), timeout=timeout)
+        # pexpect waits 50 ms before each send, for terminals that echo late; ours does not echo.
+        self._sh.delaybeforesend = None
         try:
             self._sh.expect_exact(PROMPT)
         except (pexpect.EOF, pexpect.TIMEOUT):
