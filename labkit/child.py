@@ -222,14 +222,21 @@ def run_target(target: Callable[..., object] | Sequence[str], args: Sequence[obj
     if callable(target):
         os.close(status_w)
         _exit_with(target, args)
-    # An ignored signal stays ignored across execve(2), and a blocked one stays
-    # blocked: a command expects neither (Python ignores SIGPIPE, for one).
+    exec_command(target, env)
+
+
+def exec_command(argv: Sequence[str], env: dict[str, str] | None = None) -> None:
+    """execvpe(3) ARGV with the signal state a new program expects; OSError if it cannot run.
+
+    An ignored signal stays ignored across execve(2), and a blocked one stays
+    blocked: a command expects neither (Python ignores SIGPIPE, for one).
+    """
     syscalls.restore_default_signals()
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     try:
-        os.execvpe(target[0], list(target), os.environ if env is None else env)
+        os.execvpe(argv[0], list(argv), os.environ if env is None else env)
     except OSError as e:
-        e.filename = target[0]  # the command as given, not the last PATH entry tried
+        e.filename = argv[0]  # the command as given, not the last PATH entry tried
         raise
 
 

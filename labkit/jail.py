@@ -50,13 +50,13 @@ ldd(1), busybox(1), and the pivot_root(8) and switch_root(8) commands.
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import syscalls
+from .child import exec_command
 from .errors import error_for
 from .nstypes import encode_flags
 from .pid import mount_fresh_proc
@@ -260,36 +260,17 @@ def spawn_in_jail(rootfs: str, argv: Sequence[str], *, pivot: bool = True, mount
 
     ARGV is looked up inside the jail.  If the jail cannot be built, the
     error is raised here; if ARGV cannot be run, the child prints why and
-    exits with 127, as a shell does.
+    exits with 127, as a shell (and chroot(8)) does.
     """
-    ready_r, ready_w = os.pipe()
-    with open(ready_r, "rb") as ready:
-        try:
-            child = spawn(_jail_then_exec, args=(_directory(rootfs), list(argv), pivot,
-                                                 mount_proc, ready_w),
-                          **jail_options(pivot, namespaces), **spawn_options)
-        finally:
-            os.close(ready_w)
-        if ready.read(1) == b"!":
-            return child
-        error = ready.read()  # the pickled error, up to EOF when the child has gone
-    child.wait()
-    raise pickle.loads(error) if error else ChildProcessError(
-        f"the jail ended before it was ready (exit code {child.returncode})")
+    rootfs = _directory(rootfs)
+    return spawn(_exec_or_say_why, args=(rootfs, list(argv)),
+                 setup=lambda: enter_jail(rootfs, pivot, mount_proc),
+                 **jail_options(pivot, namespaces), **spawn_options)
 
 
-def _jail_then_exec(rootfs: str, argv: list[str], pivot: bool, mount_proc: bool, ready_w: int) -> None:
+def _exec_or_say_why(rootfs: str, argv: list[str]) -> None:
     try:
-        enter_jail(rootfs, pivot, mount_proc)
-    except OSError as e:
-        os.write(ready_w, b"E" + pickle.dumps(e))
-        os._exit(1)
-    # The pipe is O_CLOEXEC, so exec closes it.  Our parent may still hold it
-    # open (with a PID namespace), so we say "ready" rather than rely on EOF.
-    os.write(ready_w, b"!")
-    os.close(ready_w)
-    try:
-        os.execvp(argv[0], argv)
+        exec_command(argv)
     except OSError as e:
         # Straight to file descriptor 2: sys.stderr may buffer, and _exit does not flush.
         os.write(2, f"labkit.jail: cannot run {argv[0]} in {rootfs}: {e.strerror}\n".encode())

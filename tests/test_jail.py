@@ -175,6 +175,24 @@ def test_proc_inside_the_jail_is_fresh(rootfs):
     assert proc_inside.major_minor != mount.mount_at("/proc").major_minor  # a new proc super block
 
 
+def test_a_jailed_command_starts_with_default_signal_actions(rootfs):
+    """Python ignores SIGPIPE and SIGXFSZ; execve(2) would pass that on unless undone."""
+    r, w = os.pipe()
+    with jail.spawn_in_jail(rootfs, ["grep", "SigIgn", "/proc/self/status"], stdout=w) as child:
+        os.close(w)
+        with os.fdopen(r) as f:
+            assert f.read().split() == ["SigIgn:", "0000000000000000"]
+        assert child.wait(timeout=30) == 0
+
+
+def test_a_jail_that_cannot_be_built_raises_its_error_here(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "proc").write_text("a file, where proc should be mounted on a directory")
+    with pytest.raises(FileExistsError):
+        jail.spawn_in_jail(str(broken), ["true"])
+
+
 def test_missing_command_exits_127_with_a_message(rootfs):
     r, w = os.pipe()
     with jail.spawn_in_jail(rootfs, ["no-such-command"], stderr=w) as child:
