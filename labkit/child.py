@@ -10,6 +10,7 @@ target the same way; this module is the part they share:
                                           ... the namespace steps of spawn or join ...
                                           fork_into_pid_namespace()
              <-------- "P" grandchild     (only with a new or joined PID namespace)
+                                          setup()                the caller's own step, if any
                                           redirect_stdio()
     wait_until_running()                  run_target():
              <-------- EOF                  execve() closes the status pipe (O_CLOEXEC),
@@ -24,8 +25,8 @@ which the parent raises as if the step had failed in its own process.
 
 **A new PID namespace needs one more fork.**  unshare(CLONE_NEWPID) and
 setns(CLONE_NEWPID) move only the caller's future children (its
-``pid_for_children``), so the target runs in a grandchild, PID 1 of the
-namespace, and the child in the middle waits for it, passes signals on to
+``pid_for_children``), so the target runs in a grandchild (PID 1 of a new
+namespace), and the child in the middle waits for it, passes signals on to
 it and exits as it exited, as ``unshare --fork`` and ``nsenter --fork`` do.
 
 Child.wait(timeout) waits on a pidfd (pidfd_open(2), Linux 5.3), which
