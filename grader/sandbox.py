@@ -17,7 +17,8 @@ grader uses the lab's own library) and torn down completely afterwards::
                                           /root and /home; / read-only
                                           fork() -> the solution: default signals, empty
                                                     signal mask, rlimits, the check's
-                                                    hook, execve() in /tmp/scratch
+                                                    hook, descriptors 0-2 only,
+                                                    execve() in /tmp/scratch
     pexpect on the pty master <--------> the solution's terminal
     status pipe <---------------------- "started", "exit" + raw wait status
     kill PID 1: the kernel kills every process of its PID namespace;
@@ -317,6 +318,10 @@ def _exec_solution(plan: _Plan) -> None:
         argv = plan.argv
         if plan.hook is not None:
             argv = plan.hook(list(argv)) or argv
+        # Only 0, 1 and 2 go to the solution: whatever the grader inherited from
+        # whoever started it (a test runner's pipe, a terminal) stays here.
+        os.closerange(3, plan.status_w)
+        os.closerange(plan.status_w + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         os.execve(argv[0], argv, plan.env)
     except OSError as e:
         _report(plan, event="exec_error", errno=e.errno or 0,
