@@ -19,12 +19,18 @@ busybox shell that waits for a line on its terminal):
 * pivot_root, not chroot: the grader joins COMMAND's mount namespace with
   setns(2), which puts a process at the namespace's root mount (what
   pivot_root moves; chroot(2) moves only one process's root), and looks at
-  that root and at the mount table from there.
+  that root and at the mount table from there; and COMMAND's own
+  /proc/PID/mountinfo must show that same mount at "/" (after a chroot,
+  even into a ROOTFS also bound over "/", its root is a directory of the
+  old tree, not the root of a mount).
 * A fresh /proc: a proc mounted anew has a super block of its own (Linux
   5.8 and later), so a device number that no proc of the host has; a bind
   mount of the host's /proc shares the host's.
-* The old root is detached: no mount of the namespace is the host's root
-  file system (same device, same root).  Detached, no path can lead to it.
+* The old root is detached: no mount of the namespace shows files of the
+  host outside ROOTFS (a mount of a disk or tmpfs that the host has too,
+  with a root that is not ROOTFS or below it): neither the old root nor a
+  part of it bound at a hidden place.  Detached, no path can lead to it;
+  nor may COMMAND hold a descriptor of a directory out there.
 * The escape fails: the grader joins COMMAND's mount namespace, root and
   working directory (as nsenter --mount --root --wd does) and tries
   exercise 2's escape, then reads a file that exists only outside ROOTFS.
@@ -121,7 +127,6 @@ class Jail:
         # The host's files: every mount of a file system that holds files (a disk,
         # a tmpfs), and where in its file system ROOTFS is.
         self.host_files = {m.major_minor for m in table if m.fstype not in KERNEL_VIEWS}
-        self.host_devices = {_device(mm) for mm in self.host_files}
         # The mount ROOTFS is on: the deepest mount point above it, the topmost if stacked
         # (the sandbox's tmpfs on /dev/shm covers the machine's).
         home = max(reversed([m for m in table if _under(self.rootfs, m.mount_point)]),
@@ -164,11 +169,6 @@ class Jail:
 
 def _under(path: str, top: str) -> bool:
     return top == "/" or path == top or path.startswith(top.rstrip("/") + "/")
-
-
-def _device(major_minor: str) -> int:
-    major, minor = major_minor.split(":")
-    return os.makedev(int(major), int(minor))
 
 
 def host_files_shown(jail: Jail, table: list[mounts.MountInfo]) -> list[mounts.MountInfo]:
@@ -246,7 +246,6 @@ class Inside:
     cwd_inside: bool  # climbing ".." from COMMAND's working directory meets its root
     escaped: str | None  # the outside file's text, if exercise 2's escape reached it
     leaking_fds: list[int]  # COMMAND's descriptors of directories from which ".." leads out
-    climbed: set[int]  # st_dev of every directory that exercise 2's climb went through
 
 
 def directory_fds(pid: int) -> list[int]:
@@ -293,9 +292,7 @@ def look_from_inside(pid: int, outside: str) -> Inside | None:
             os.fchdir(cwd)  # ... and COMMAND's working directory
             report = {"cwd_inside": _cwd_inside_root(), "leaking_fds": leaking}
             os.write(result_w, json.dumps(report).encode() + b"\n")
-            climbed = _climb_out()
-            os.write(result_w, json.dumps({"climbed": sorted(climbed)}).encode() + b"\n")
-            os.write(result_w, b"+" + _read_tail_of(outside))
+            os.write(result_w, b"+" + _escape_and_read(outside))
         except BaseException:  # noqa: BLE001 - any failure is a failed escape
             pass
         finally:
@@ -315,13 +312,12 @@ def look_from_inside(pid: int, outside: str) -> Inside | None:
         with contextlib.suppress(OSError):
             os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
-    lines = data.split(b"\n", 2)
-    if not data or len(lines) < 2:
+    first, newline, rest = data.partition(b"\n")
+    if not newline:
         return None
-    report = json.loads(lines[0])
-    climbed = set(json.loads(lines[1]).get("climbed", [])) if lines[1].startswith(b"{") else set()
-    escaped = lines[2][1:].decode(errors="replace") if len(lines) > 2 and lines[2][:1] == b"+" else None
-    return Inside(report["cwd_inside"], escaped, report["leaking_fds"], climbed)
+    report = json.loads(first)
+    escaped = rest[1:].decode(errors="replace") if rest[:1] == b"+" else None
+    return Inside(report["cwd_inside"], escaped, report["leaking_fds"])
 
 
 def _same(a: os.stat_result, b: os.stat_result) -> bool:
@@ -345,11 +341,11 @@ def _cwd_inside_root() -> bool:
         os.close(here)
 
 
-def _climb_out() -> set[int]:
-    """Exercise 2's escape from the working directory; the devices of the directories passed.
+def _escape_and_read(path: str) -> bytes:
+    """Exercise 2's escape from the working directory, then read PATH.
 
-    A root file system mounted below the jail's (ROOTFS bound over "/"
-    instead of pivot_root) shows among them, though no mount table lists it.
+    Where the climb ends may be the top of a detached file system rather
+    than the host's root, so the tail parts of PATH are tried there too.
     """
     here = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
     below = f".grader-escape-{os.getpid()}"
@@ -359,20 +355,12 @@ def _climb_out() -> set[int]:
         below = next(f"/{d}" for d in sorted(os.listdir("/")) if os.path.isdir(f"/{d}")
                      and not os.getcwd().startswith(f"/{d}"))
     os.chroot(below)
-    climbed = set()
     for _ in range(4096):
-        climbed.add(os.stat(".").st_dev)
         os.chdir("..")
     os.chroot(".")
     if not below.startswith("/"):
         with contextlib.suppress(OSError):
             os.rmdir(below, dir_fd=here)
-    return climbed
-
-
-def _read_tail_of(path: str) -> bytes:
-    """Read PATH, or a tail part of it from "/": where a climb ends may be the top of a
-    detached file system rather than the host's root."""
     parts = path.strip("/").split("/")
     for i in range(len(parts)):
         with contextlib.suppress(OSError), open("/" + "/".join(parts[i:]), "rb") as f:
@@ -436,17 +424,30 @@ def pivot_not_chroot(trial: Trial) -> None:
     with Jail(trial) as jail:
         pid = jail.hold()
         view = namespace_view(pid)
+        own = [mounts.parse_mountinfo_line(line) for line in observe.mountinfo(pid)]
         jail.release()
         if view is None:
             raise Fail("the grader could not enter COMMAND's mount namespace")
         root, table = view
+        top = [m for m in table if m.mount_point == "/"]
         if root != jail.rootfs_id:
-            top = [m for m in table if m.mount_point == "/"]
             raise Fail("the root of COMMAND's mount namespace is not ROOTFS",
                        expected=f"{jail.rootfs} at / of the namespace (setns(2) into it lands there)",
                        seen=f"/ of the namespace is {describe(top[-1]) if top else 'something else'}",
                        hint="chroot(2) changes the root of one process; pivot_root(2) changes the "
                             "root mount of the whole namespace. " + HINT_PIVOT)
+        # COMMAND's own table (/proc/PID/mountinfo lists what is below its root) has
+        # that same mount at "/" only if COMMAND's root is the root of that mount,
+        # as pivot_root leaves it; a chroot(2) into ROOTFS, even with ROOTFS also
+        # bound over "/", leaves COMMAND's root in a directory of the old tree.
+        mine = [m for m in own if m.mount_point == "/"]
+        if not top or not mine or mine[-1].mount_id != top[-1].mount_id:
+            raise Fail("COMMAND's root directory is not the root mount of its namespace: it got "
+                       "there by chroot(2)",
+                       seen="COMMAND's /proc/self/mountinfo has " + (
+                           f"another mount at / ({describe(mine[-1])})" if mine else "no mount at /"),
+                       hint="a mount over \"/\" and chroot(2) hide the old root without removing it; "
+                            "pivot_root(2) moves it away so that it can be unmounted. " + HINT_PIVOT)
 
 
 @exercise.check(1, "/proc inside is a fresh proc mount", needs=[runs_command])
@@ -484,12 +485,6 @@ def old_root_detached(trial: Trial) -> None:
                             "umount2(put_old, MNT_DETACH): the old root has mounts below it "
                             "(/proc, /sys ...), so only a lazy unmount takes it all (umount(2)); "
                             "and keep no part of it mounted elsewhere in the jail")
-        below = inside.climbed & (jail.host_devices - {_device(jail.rootfs_place[0])})
-        if below:
-            raise Fail("the host's root file system is still mounted in COMMAND's namespace, below "
-                       "ROOTFS: climbing \"..\" from the jail's root passes through it",
-                       hint="mounting ROOTFS over \"/\" and chroot(2) hides the old root without "
-                            "removing it; pivot_root(2) moves it away so that it can be unmounted")
         if inside.leaking_fds:
             fds = ", ".join(map(str, inside.leaking_fds))
             raise Fail(f"COMMAND holds open descriptors ({fds}) of directories outside its root: "
