@@ -40,11 +40,13 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from .exits import ExitWatch
 from .feedback import Fail, SolutionError, Status, printable
 from .sandbox import EXERCISE_DIR, Hook, Limits, Sandbox, Session
 
+T = TypeVar("T")
 MAX_FOLDER_BYTES = 20 * 1024 * 1024  # an exercise folder bigger than this is not copied
 BUILD_LIMITS = Limits(wall=120, cpu=60, memory=1024 * 1024 * 1024, pids=256)
 
@@ -107,7 +109,7 @@ class Trial:
     def __init__(self, exercise: Exercise, staging: Staging) -> None:
         self.exercise, self.staging = exercise, staging
         self.sessions: list[Session] = []
-        self.watches: list[ExitWatch] = []
+        self.resources: list = []  # closed at the end of the check, before the sessions
 
     def run(self, *args: str, hook: Hook | None = None, limits: Limits | None = None) -> Session:
         """Start ``solution ARGS`` in a new sandbox; the trial closes it at the end of the check."""
@@ -117,11 +119,14 @@ class Trial:
         self.sessions.append(session)
         return session
 
+    def keep(self, resource: T) -> T:
+        """Close RESOURCE (anything with a close method) when the check ends."""
+        self.resources.append(resource)
+        return resource
+
     def watch_exits(self) -> ExitWatch:
         """The kernel's reports of how processes end, from now to the end of the check."""
-        watch = ExitWatch()
-        self.watches.append(watch)
-        return watch
+        return self.keep(ExitWatch())
 
     # Values a solution cannot know in advance.
     def token(self, length: int = 8) -> str:
@@ -143,9 +148,12 @@ class Trial:
         return next((c for s in self.sessions if (c := s.crash())), "")
 
     def close(self) -> None:
-        for watch in self.watches:
-            watch.close()
         errors = []
+        for resource in self.resources:
+            try:
+                resource.close()
+            except Exception as e:  # noqa: BLE001 - close the others first
+                errors.append(e)
         for session in self.sessions:
             try:
                 session.close()

@@ -10,7 +10,8 @@
 Every sentence is a check.  "The caller" is the sandbox's PID 1, which
 started the solution: its UTS namespace and hostname are read from outside
 (/proc/PID/ns/uts, nsenter(1)) while COMMAND is still running, and compared
-with COMMAND's; so is the default shell's, whatever the shell prints.
+with COMMAND's, and the kernel reports every call that sets a hostname
+(grader/seccomp.py), so that a change put back at once counts too; so is the default shell's, whatever the shell prints.
 COMMAND's exit code is drawn by COMMAND itself and its killing signal by
 the grader, and the kernel reports how COMMAND really ended
 (grader/exits.py): a solution cannot read its status out of COMMAND's
@@ -31,7 +32,8 @@ from .. import observe
 from ..engine import Exercise, Trial
 from ..exits import OTHER_SIGNALS, USUAL_SIGNALS, drawn_exit, expect_death_status, expect_status_of, kill, waiting
 from ..feedback import Fail
-from ..sandbox import Session, signal_name
+from ..sandbox import Hook, Session, signal_name
+from ..seccomp import HostnameWatch
 
 exercise = Exercise("uts", "your own hostname")
 
@@ -48,10 +50,11 @@ def sleeping_command(token: str, then: str = 'echo "done $0"') -> list[str]:
     return ["/bin/sh", "-c", f"sleep 60; {then}", f"uts-{token}"]
 
 
-def start_sleeping(trial: Trial, hostname: str, then: str = 'echo "done $0"') -> tuple[Session, int]:
+def start_sleeping(trial: Trial, hostname: str, then: str = 'echo "done $0"',
+                   hook: Hook | None = None) -> tuple[Session, int]:
     """Start the solution with a sleeping COMMAND; return the run and COMMAND's PID."""
     command = sleeping_command(trial.token(), then)
-    run = trial.run(hostname, *command)
+    run = trial.run(hostname, *command, hook=hook)
     pid = run.find(command)
     if pid is None:
         raise Fail("COMMAND did not start: no process in the sandbox runs it",
@@ -121,16 +124,30 @@ def hostname_is_set(trial: Trial) -> None:
 
 @exercise.check(2, "the caller's hostname never changes", needs=[runs_command])
 def caller_hostname_unchanged(trial: Trial) -> None:
-    run, pid = start_sleeping(trial, trial.hostname())
+    # Read now and then, the caller's hostname would not show a change undone at
+    # once (set it, unshare, which copies it, put it back): the kernel hands the
+    # grader every call that sets a hostname, as it happens (grader/seccomp.py).
+    watch = trial.keep(HostnameWatch())
+    run, pid = start_sleeping(trial, trial.hostname(), hook=watch.hook)
+    caller = observe.namespace(run.init_pid, "uts")
     seen = observe.hostname(run.init_pid)
     wake(pid)
     run.wait()
+    watch.close()
+    if watch.errors:
+        raise RuntimeError(f"the hostname watch failed: {watch.errors[0]!r}")
+    hint = ("the hostname was set before unshare(CLONE_NEWUTS), or in the parent process: only "
+            "the process that made the new namespace (or its children) may call sethostname(2)")
     if seen != run.box.hostname:
         raise Fail("the hostname changed outside, in the caller's UTS namespace",
-                   expected=f"the caller's hostname stays {run.box.hostname}", seen=seen,
-                   hint="the hostname was set before unshare(CLONE_NEWUTS), or in the parent "
-                        "process: only the process that made the new namespace (or its "
-                        "children) may call sethostname(2)")
+                   expected=f"the caller's hostname stays {run.box.hostname}", seen=seen, hint=hint)
+    outside = [c for c in watch.changes if c.namespace == caller]
+    if outside:
+        change = outside[0]
+        raise Fail("the hostname was set in the caller's UTS namespace, even if it was put back "
+                   "later", expected=f"the caller's hostname stays {run.box.hostname}, untouched",
+                   seen=f"{change.call}({change.name!r}) by {change.command or 'a process'} "
+                        "in the caller's UTS namespace", hint=hint)
 
 
 @exercise.check(2, "COMMAND's input, output and terminal are the caller's", needs=[runs_command])
