@@ -484,7 +484,9 @@ def old_root_detached(trial: Trial) -> None:
                        hint="after pivot_root(new, put_old) and chdir(\"/\"), "
                             "umount2(put_old, MNT_DETACH): the old root has mounts below it "
                             "(/proc, /sys ...), so only a lazy unmount takes it all (umount(2)); "
-                            "and keep no part of it mounted elsewhere in the jail")
+                            "and keep no part of it mounted elsewhere in the jail (a recursive "
+                            "bind of /dev brings the host's /dev/shm along: mount a fresh tmpfs "
+                            "there instead)")
         if inside.leaking_fds:
             fds = ", ".join(map(str, inside.leaking_fds))
             raise Fail(f"COMMAND holds open descriptors ({fds}) of directories outside its root: "
