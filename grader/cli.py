@@ -14,6 +14,7 @@ student's program never makes the grader print a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -110,8 +111,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UsageError("-j needs a number of students to grade at a time, 1 or more")
     for target in (args.output, args.csv):
-        if target is not None and not target.resolve().parent.is_dir():
-            raise UsageError(f"cannot write {target}: there is no folder {target.resolve().parent}")
+        if target is not None:
+            check_writable(target)
+    args.exercises = list(dict.fromkeys(args.exercises))  # each exercise once: "uts uts" is uts
     if args.class_dir is not None:
         return check_class(args, known)
     if args.jobs != 1:
@@ -157,7 +159,8 @@ def check_class(args: argparse.Namespace, known: dict) -> int:
     hide = hidden_paths(class_dir)
     with Progress([s.name for s in students], exercises) as progress:
         def one(workspace: Path):
-            return grade(workspace.name, workspace, exercises, hide, progress.advancer(workspace.name))
+            return grade(printable_name(workspace.name), workspace, exercises, hide,
+                         progress.advancer(workspace.name))
 
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             reports = list(pool.map(one, students))
@@ -176,21 +179,49 @@ def write_reports(reports, exercises, args: argparse.Namespace, whole_class: boo
     except OSError as e:
         raise UsageError(f"cannot write {args.output}: {e.strerror}") from None
     try:
-        rich = out is sys.stdout and sys.stdout.isatty()
-        if args.format == "json":
-            data = fmt.class_json(reports) if whole_class else fmt.to_json(reports[0])
-            out.write(json.dumps(data, indent=2) + "\n")
-        elif args.format == "junit":
-            out.write(fmt.to_junit(reports))
-        elif args.format == "gradescope":
-            out.write(json.dumps(fmt.to_gradescope(reports[0]), indent=2) + "\n")
-        elif whole_class:
-            fmt.print_class_text(reports, names, out, rich)
-        else:
-            fmt.print_text(reports[0], out, rich)
+        _write_report(reports, names, args, out, whole_class)
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # a full disk, a file system gone read-only
+        raise UsageError(f"cannot write {args.output or 'the report'}: {e.strerror}") from None
     finally:
         if out is not sys.stdout:
-            out.close()
+            with contextlib.suppress(OSError):
+                out.close()
+
+
+def _write_report(reports, names: list[str], args: argparse.Namespace, out, whole_class: bool) -> None:
+    from . import report as fmt
+
+    rich = out is sys.stdout and sys.stdout.isatty()
+    if args.format == "json":
+        data = fmt.class_json(reports) if whole_class else fmt.to_json(reports[0])
+        out.write(json.dumps(data, indent=2) + "\n")
+    elif args.format == "junit":
+        out.write(fmt.to_junit(reports))
+    elif args.format == "gradescope":
+        out.write(json.dumps(fmt.to_gradescope(reports[0]), indent=2) + "\n")
+    elif whole_class:
+        fmt.print_class_text(reports, names, out, rich)
+    else:
+        fmt.print_text(reports[0], out, rich)
+    out.flush()
+
+
+def check_writable(target: Path) -> None:
+    """Refuse, before any grading, a report file that could not be written at the end."""
+    folder = target.resolve().parent
+    if not folder.is_dir():
+        raise UsageError(f"cannot write {target}: there is no folder {folder}")
+    if target.is_dir():
+        raise UsageError(f"cannot write {target}: it is a folder; give a file name")
+    if not os.access(target if target.exists() else folder, os.W_OK):
+        raise UsageError(f"cannot write {target}: permission denied")
+
+
+def printable_name(name: str) -> str:
+    """A folder name as text that can be printed and written anywhere (no undecodable bytes)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _write(path: Path, text: str) -> None:
@@ -203,7 +234,7 @@ def _write(path: Path, text: str) -> None:
 def _student_name(given: Path | None, workspace: Path) -> str:
     if given is None:  # the kit's own exercises/: the person at the keyboard
         return os.environ.get("SUDO_USER") or os.environ.get("USER") or "student"
-    return workspace.name
+    return printable_name(workspace.name)
 
 
 def require_root() -> None:
@@ -249,7 +280,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     unknown = [n for n in args.exercises if n not in known]
     if unknown:
         raise UsageError(f"unknown exercise {', '.join(unknown)} (known: {', '.join(known)})")
-    exercises = [known[n] for n in (args.exercises or known)]
+    exercises = [known[n] for n in dict.fromkeys(args.exercises or known)]
     check_environment(exercises)
     verdicts = selftest.run(exercises, jobs=max(1, args.jobs))
     table(["case", "score", "verdict", "why"],

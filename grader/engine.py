@@ -48,7 +48,7 @@ from .sandbox import EXERCISE_DIR, Hook, Limits, Sandbox, Session
 
 T = TypeVar("T")
 MAX_FOLDER_BYTES = 20 * 1024 * 1024  # an exercise folder bigger than this is not copied
-BUILD_LIMITS = Limits(wall=120, cpu=60, memory=1024 * 1024 * 1024, pids=256)
+BUILD_LIMITS = Limits(wall=60, cpu=30, memory=1024 * 1024 * 1024, pids=256)
 
 
 @dataclass(eq=False)
@@ -266,7 +266,9 @@ class Staging:
             try:
                 status = make.wait(timeout=BUILD_LIMITS.wall).status
             except Fail as f:
-                return SolutionError(f"make did not finish: {f.what}", seen=make.transcript.tail(1500))
+                return SolutionError(f"make did not finish: {f.what}", seen=make.transcript.tail(1500),
+                                     hint=f"make must end by itself within {BUILD_LIMITS.wall:g} s: "
+                                          "does a rule run the program, or wait for input?")
             self.transcript = make.transcript.text
             if status != 0:
                 return SolutionError(f"make failed (exit status {status})",
