@@ -21,10 +21,10 @@ import ctypes
 import errno
 import os
 import signal
+import sys
 
 from .errors import NamespaceError, check, error_for
 from .nstypes import encode_flags
-from .procfs import status_field
 
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -154,15 +154,19 @@ def restore_default_signals() -> None:
     ones ignored, so a program inherits whatever its starter ignored: Python
     ignores SIGPIPE and SIGXFSZ, and GNU make ignores signals 32 and 33 (glibc
     keeps those two for itself, so signal.signal() cannot reach them).  The
-    rt_sigaction(2) system call can: a struct kernel_sigaction of zeros is
-    SIG_DFL with no flags and an empty mask.  Reads the set from /proc/self/status.
+    rt_sigaction(2) system call can: we ask it for each signal's action and
+    give SIG_DFL (a struct kernel_sigaction of zeros) to the ignored ones.  No
+    /proc needed: this runs in chroot jails too.
     """
-    ignored = int(status_field("self", "SigIgn"), 16)
+    if SYS_rt_sigaction is None:  # an architecture whose number we do not know
+        for sig in signal.valid_signals():
+            if signal.getsignal(sig) == signal.SIG_IGN:
+                signal.signal(sig, signal.SIG_DFL)
+        return
     default = bytes(32)  # handler SIG_DFL, flags, restorer, mask: all 0
     for sig in range(1, 65):
-        if ignored >> (sig - 1) & 1:
-            if SYS_rt_sigaction is None:
-                signal.signal(sig, signal.SIG_DFL)
-            else:
-                call_libc("syscall", SYS_rt_sigaction, sig, default, None, 8, call="rt_sigaction",
+        old = ctypes.create_string_buffer(32)
+        call_libc("syscall", SYS_rt_sigaction, sig, None, old, 8, call="rt_sigaction", detail=str(sig))
+        if int.from_bytes(old.raw[:8], sys.byteorder) == 1:  # SIG_IGN
+            call_libc("syscall", SYS_rt_sigaction, sig, default, None, 8, call="rt_sigaction",
                       detail=str(sig))

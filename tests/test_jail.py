@@ -251,3 +251,11 @@ def test_jails_work_rootless(unprivileged, marker):
     assert [mount.parse_mountinfo_line(line).mount_point for line in out["mounts"].splitlines()] == [
         "/", "/proc"]
     assert "PID namespace" in out["no_pid_ns"]
+
+
+def test_a_command_is_executed_in_a_chroot_without_proc(rootfs):
+    # Nothing may read /proc on the way to execve(2): a plain chroot has none.
+    assert not os.listdir(os.path.join(rootfs, "proc"))
+    with jail.spawn_in_jail(rootfs, ["/bin/sh", "-c", "test ! -e /proc/self"], pivot=False,
+                            mount_proc=False) as child:
+        assert child.wait(timeout=30) == 0
