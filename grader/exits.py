@@ -175,11 +175,11 @@ def expect_status_of(command: Exit | None, solution: Exit, hint: str) -> None:
                    expected=f"exit status {command.code}", seen=str(solution), hint=hint)
 
 
-def kill(pid: int, sig: int, exits: ExitWatch) -> None:
+def kill(pid: int, sig: int, exits: ExitWatch, timeout: float = 3) -> None:
     """Send SIG to COMMAND's process PID; Fail unless that signal is what ends it."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    ended = exits.end_of(pid, timeout=3)
+    ended = exits.end_of(pid, timeout)
     if ended is None:
         raise Fail(f"COMMAND did not end when the grader sent it {signal_name(sig)} (signal {sig})",
                    hint="COMMAND must start with every signal at its default action and none blocked: "
