@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,7 @@ def test_a_class_is_graded_in_parallel_with_a_csv_line_per_student(tmp_path):
     shutil.copytree(KIT / "solutions" / "uts", klass / "alice" / "uts")
     shutil.copytree(KIT / "exercises" / "uts", klass / "bob" / "uts")
     (klass / "carol").mkdir()  # nothing handed in
+    os.mkdir(bytes(klass) + b"/d\xffve")  # a name that is not UTF-8 (an archive from elsewhere)
     table = tmp_path / "grades.csv"
     out = grader("check", "uts", "--class", str(klass), "-j", "2", "--csv", str(table),
                  "--format", "json")
@@ -75,6 +77,7 @@ def test_a_class_is_graded_in_parallel_with_a_csv_line_per_student(tmp_path):
     assert students["bob"]["score"] == 0 and students["carol"]["score"] == 0
     rows = {r["student"]: r for r in csv.DictReader(table.open())}
     assert rows["alice"]["uts"] == rows["alice"]["max_score"] and rows["carol"]["uts"] == "0"
+    assert rows["d\ufffdve"]["uts"] == "0"  # written, with a replacement character
 
 
 @pytest.mark.parametrize("args, words", [
@@ -92,6 +95,20 @@ def test_usage_errors_exit_2_and_say_what_to_do(args, words):
     for word in words:
         assert word in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_an_exercise_named_twice_is_graded_once():
+    out = grader("check", "uts", "uts", "--student", str(KIT / "solutions"), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    assert [e["name"] for e in json.loads(out.stdout)["exercises"]] == ["uts"]
+
+
+def test_a_report_that_cannot_be_written_is_an_error_that_says_why(tmp_path):
+    folder = grader("check", "uts", "--output", str(tmp_path))  # refused before any grading
+    assert folder.returncode == 2 and "it is a folder" in folder.stderr and folder.stdout == ""
+    full = grader("check", "uts", "--output", "/dev/full")
+    assert full.returncode == 2 and "No space left on device" in full.stderr
+    assert "Traceback" not in folder.stderr + full.stderr and "internal error" not in full.stderr
 
 
 def test_an_empty_workspace_is_a_usage_error(tmp_path):

@@ -77,6 +77,22 @@ def test_the_solution_runs_as_root_on_its_terminal_with_its_cgroup_as_root(tmp_p
     assert ":pids:/\r\n" in out
 
 
+def test_the_solution_gets_descriptors_0_1_and_2_only(tmp_path):
+    leak_r, leak_w = os.pipe()  # as a test runner's or a terminal's descriptors would be
+    os.dup2(leak_r, 50)
+    os.dup2(leak_w, 51)  # dup2 makes them inheritable: they would survive fork and execve
+    try:
+        script = 'import os; print("fds", sorted(int(f) for f in os.listdir("/proc/self/fd")))'
+        with start(tmp_path, script, shell="/usr/bin/env python3") as run:
+            run.expect("fds")
+            run.wait()
+            out = run.transcript.text
+    finally:
+        for fd in (leak_r, leak_w, 50, 51):
+            os.close(fd)
+    assert "fds [0, 1, 2, 3]" in out  # 3: the directory listdir reads
+
+
 def test_grader_source_and_other_students_are_not_reachable(tmp_path):
     secret = secrets.token_hex(8)
     bob = tmp_path / "class" / "bob" / "ex"

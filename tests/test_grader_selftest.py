@@ -1,8 +1,14 @@
 """grader selftest: starters score 0, references get full marks, mutants are caught.
 
-The self-test is the grader's own test: run here as the command does.
-Then the judge is checked on made-up results, so that a blind check (one a
-mutant passes) is reported as such.
+The self-test is the grader's own test.  Every case of every exercise (the
+starter, each reference, each mutant: grader/selftest/NAME/mutants.toml)
+is graded once here, four at a time as `grader selftest -j 4` does, and
+each verdict is a test of its own; the per-exercise test files do not
+grade these folders again.  Beyond the verdicts: every check a mutant must
+fail says why, and each starter's first message points to its TODOs.
+The command itself runs once, on one exercise.  Then the judge is checked
+on made-up results, so that a blind check (one a mutant passes) is
+reported as such.
 """
 
 from __future__ import annotations
@@ -11,29 +17,79 @@ import subprocess
 import sys
 from pathlib import Path
 
+import leaks
+import pytest
+
 from grader import selftest
 from grader.engine import CheckResult, ExerciseResult
 from grader.exercises import all_exercises
 from grader.feedback import Status
 
 KIT = Path(__file__).resolve().parent.parent
-UTS = all_exercises()["uts"]
+EXERCISES = all_exercises()
+UTS = EXERCISES["uts"]
+CASES = [case for exercise in EXERCISES.values() for case in selftest.cases(exercise)]
 
 
-def test_selftest_passes_with_every_kind_of_case():
-    out = subprocess.run([sys.executable, "-m", "grader", "selftest", "-j", "4"], cwd=KIT,
-                         capture_output=True, text=True, timeout=300)
+@pytest.fixture(scope="module")
+def verdicts() -> dict[str, selftest.Verdict]:
+    """Every case graded once; the grading itself must leave nothing behind."""
+    before = leaks.snapshot()
+    found = {v.case.label: v for v in selftest.run(list(EXERCISES.values()), jobs=4)}
+    left = leaks.leaks(before)
+    assert not left, f"the self-test left kernel objects behind: {left}"
+    return found
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.label for c in CASES])
+def test_each_case_gets_what_it_must(verdicts, case):
+    verdict = verdicts[case.label]
+    not_passed = {c.name: c.message for c in verdict.result.checks if not c.passed}
+    assert verdict.ok, f"{verdict.reason}: {not_passed}"
+    if case.kind == "mutant":
+        checks = {c.name: c for c in verdict.result.checks}
+        for name in case.must_fail:  # caught, and told why
+            assert checks[name].status is not Status.PASSED and checks[name].message, name
+
+
+# What each starter's first check says: the run ended, and it points to the TODOs.
+STARTER_FIRST = {"uts": ("runs_command", ["TODO"]),
+                 "escape": ("prints_secret", ["not in the output", "TODO", "chroot"]),
+                 "jail": ("runs_command", ["TODO", "ended"]),
+                 "pid1": ("runs_command", ["TODO"])}
+
+
+@pytest.mark.parametrize("name", sorted(STARTER_FIRST))
+def test_each_starter_points_to_its_todos(verdicts, name):
+    result = verdicts[f"{name}/starter/{name}"].result
+    first, words = STARTER_FIRST[name]
+    checks = {c.name: c for c in result.checks}
+    for word in words:
+        assert word in checks[first].message, (word, checks[first].message)
+    for check in result.checks:  # the others: not run, and they say which check they need
+        if check.name != first and check.status is Status.SKIPPED:
+            assert "needs" in check.message, check.name
+
+
+def test_every_exercise_has_mutants_a_starter_and_two_languages_of_reference():
+    for exercise in EXERCISES.values():
+        kinds = [c.kind for c in selftest.cases(exercise)]
+        assert kinds.count("mutant") >= 4 and kinds.count("reference") >= 2, exercise.name
+        assert kinds.count("starter") == 1, exercise.name
+
+
+def test_the_selftest_command_prints_a_verdict_per_case_and_exits_0():
+    out = subprocess.run([sys.executable, "-m", "grader", "selftest", "escape", "-j", "4"], cwd=KIT,
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "WRONG" not in out.stdout
-    for label in ("uts/starter/uts", "uts/reference/uts", "uts/reference/c", "uts/reference/bash",
-                  "uts/mutant/sethostname_before_unshare", "uts/mutant/exit_zero"):
+    labels = [c.label for c in selftest.cases(EXERCISES["escape"])]
+    for label in labels:
         assert label in out.stdout
+    assert f"{len(labels)} of {len(labels)} cases as expected" in out.stdout
 
 
-def test_there_are_at_least_four_mutants_and_two_languages_of_reference():
-    kinds = [c.kind for c in selftest.cases(UTS)]
-    assert kinds.count("mutant") >= 4 and kinds.count("reference") >= 2 and "starter" in kinds
-
+# The judge, on made-up results -----------------------------------------------------
 
 def result_where(passed: set[str]) -> ExerciseResult:
     checks = [CheckResult(c.name, c.title, Status.PASSED if c.name in passed else Status.FAILED,
