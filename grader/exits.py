@@ -15,7 +15,7 @@ advance, the solution included, and that the grader still learns exactly:
     drawn_exit      sleeps a moment, then exits with a code it draws from
                     /dev/urandom (or the shell's $RANDOM): nothing in its
                     arguments says which
-    waiting         waits until the grader kills it with a signal of the
+    waiting         sleeps until the grader kills it with a signal of the
                     grader's choice, sent straight to COMMAND's process
 
 A solution that reads an exit status out of COMMAND's words, exits before
@@ -60,17 +60,21 @@ SHELL_RANDOM = "$RANDOM"
 
 
 def drawn_exit(tag: str, random: str = URANDOM) -> list[str]:
-    """A COMMAND that exits, after half a second, with a code from 1 to 255 that it draws.
+    """A COMMAND that exits, after a moment, with a code from 1 to 255 that it draws.
 
-    The half second lets the grader find its process (by TAG, its $0)
-    before it ends.
+    The moment lets the grader find its process (by TAG, its $0) before it
+    ends.
     """
-    return ["/bin/sh", "-c", f"sleep 0.5; exit $(( {random} % 255 + 1 ))", tag]
+    return ["/bin/sh", "-c", f"sleep 0.3; exit $(( {random} % 255 + 1 ))", tag]
 
 
-def waiting(tag: str) -> list[str]:
-    """A COMMAND that waits until a signal ends it (and leaves no child behind for long)."""
-    return ["/bin/sh", "-c", "while :; do sleep 1; done", tag]
+def waiting(number: int) -> list[str]:
+    """A COMMAND that sleeps until a signal ends it: sleep(1) for an hour and NUMBER microseconds.
+
+    The odd duration makes its argument vector one the grader can find; it
+    has no child that would outlive it.
+    """
+    return ["/bin/sleep", f"{3600 + number / 1e6:.6f}"]
 
 
 class ExitWatch:
@@ -175,7 +179,7 @@ def expect_status_of(command: Exit | None, solution: Exit, hint: str) -> None:
                    expected=f"exit status {command.code}", seen=str(solution), hint=hint)
 
 
-def kill(pid: int, sig: int, exits: ExitWatch, timeout: float = 3) -> None:
+def kill(pid: int, sig: int, exits: ExitWatch, timeout: float = 2) -> None:
     """Send SIG to COMMAND's process PID; Fail unless that signal is what ends it."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)

@@ -47,7 +47,7 @@ def test_a_drawn_exit_code_is_not_in_the_commands_arguments_and_varies():
 
 def test_a_command_killed_by_the_grader_gives_128_plus_n_or_death_by_n():
     with ExitWatch() as exits:
-        command = subprocess.Popen(waiting("tag"))
+        command = subprocess.Popen(waiting(42))
         kill(command.pid, signal.SIGRTMIN + 5, exits)
         assert command.wait() == -(signal.SIGRTMIN + 5)
     expect_death_status(signal.SIGRTMIN + 5, Exit(code=128 + signal.SIGRTMIN + 5), hint="")

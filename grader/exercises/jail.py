@@ -570,7 +570,7 @@ def signal_status(trial: Trial) -> None:
     for pool in (USUAL_SIGNALS, OTHER_SIGNALS):  # the usual ones, and a rarer one
         sig = int(trial.choice(pool))
         with Jail(trial) as jail:
-            command = waiting(jail.tag)
+            command = waiting(trial.number(1, 999999))
             run = jail.start(*command)
             pid = run.find(command)
             if pid is None:

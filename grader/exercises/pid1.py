@@ -160,8 +160,8 @@ def reaps_orphans(trial: Trial) -> None:
     # stopped (SIGSTOP, which an ancestor namespace may send to a PID 1): their
     # SIGCHLDs arrive as one, as they may on any busy machine, and one waitpid(2)
     # per SIGCHLD is not enough.  The second batch ends while the solution runs.
-    first = [trial.number(3, 5) / 10 for _ in range(3)]
-    later = sorted(trial.number(2, 6) / 10 for _ in range(trial.number(2, 3)))
+    first = [trial.number(2, 4) / 10 for _ in range(3)]
+    later = sorted(trial.number(1, 4) / 10 for _ in range(trial.number(2, 3)))
     tag = f"pid1-{trial.token()}"
     script = (f"for t in {' '.join(map(str, first))}; do (sleep $t &); done; "
               'echo "ready $0"; read go; '
@@ -177,14 +177,14 @@ def reaps_orphans(trial: Trial) -> None:
     run.transcript.note(f"stops the solution while {len(first)} orphans end, then lets it go on")
     os.kill(solution, signal.SIGSTOP)
     try:
-        time.sleep(max(first) + 0.2)
+        time.sleep(max(first) + 0.15)
     finally:
         os.kill(solution, signal.SIGCONT)
     run.sendline("go")
     run.expect(f"started {tag}", timeout=5, what=f"COMMAND's second line 'started {tag}'")
     run.transcript.note(f"COMMAND leaves {len(later)} more orphans, which end after "
                         f"{' '.join(map(str, later))} s; the grader watches for zombies")
-    worst = watch_zombies(solution, pid, until=time.monotonic() + max(later) + ZOMBIE_LIMIT + 0.5)
+    worst = watch_zombies(solution, pid, until=time.monotonic() + max(later) + ZOMBIE_LIMIT + 0.3)
     release(run)
     if worst:
         raise Fail("an orphan that ended stayed a zombie (state Z) for more than 1 s",
@@ -197,16 +197,21 @@ def watch_zombies(solution: int, command: int, until: float) -> int | None:
 
     A zombie is the solution's to reap unless its parent is COMMAND (COMMAND's
     own children are COMMAND's business), or COMMAND is the solution itself
-    (an exec).  Lifetimes count from the start of the watch.
+    (an exec).  Lifetimes count from the start of the watch, which ends at
+    UNTIL, or as soon as no orphan is left, neither running nor a zombie.
     """
     seen: dict[int, float] = {}
     while time.monotonic() < until:
-        now = time.monotonic()
+        now, left = time.monotonic(), False
         for pid in observe.descendants(solution):
             state = stat_of(pid)
-            if state and state[0] == "Z" and (state[1] != command or command == solution):
-                if now - seen.setdefault(pid, now) > ZOMBIE_LIMIT:
-                    return pid
+            if pid == command or not state or (state[1] == command and command != solution):
+                continue
+            left = True  # an orphan, running or a zombie
+            if state[0] == "Z" and now - seen.setdefault(pid, now) > ZOMBIE_LIMIT:
+                return pid
+        if not left:
+            return None
         time.sleep(0.02)
     return None
 
@@ -268,7 +273,7 @@ def signal_status(trial: Trial) -> None:
     exits = trial.watch_exits()
     for pool in (USUAL_SIGNALS, OTHER_SIGNALS):  # the usual ones, and a rarer one
         sig = int(trial.choice(pool))
-        command = waiting(f"pid1-{trial.token()}")
+        command = waiting(trial.number(1, 999999))
         run = trial.run(*command, hook=as_pid1)
         pid = find_command(run, command)
         run.transcript.note(f"sends {signal_name(sig)} (signal {sig}) to COMMAND")
@@ -288,7 +293,7 @@ def exits_with_command(trial: Trial) -> None:
     run.transcript.note("COMMAND leaves an orphan that sleeps 60 s, and exits")
     pid = find_command(run, command)
     try:
-        ended = run.wait(timeout=5)
+        ended = run.wait(timeout=3)  # an init that exits "as soon as" takes milliseconds
     except Timeout:
         raise Fail("COMMAND exited, but the solution went on waiting for the orphan it left",
                    hint="exit as soon as COMMAND has ended; the kernel then kills every other "

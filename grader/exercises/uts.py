@@ -55,7 +55,7 @@ def start_sleeping(trial: Trial, hostname: str, then: str = 'echo "done $0"',
     """Start the solution with a sleeping COMMAND; return the run and COMMAND's PID."""
     command = sleeping_command(trial.token(), then)
     run = trial.run(hostname, *command, hook=hook)
-    pid = run.find(command)
+    pid = run.find(command, timeout=3)
     if pid is None:
         raise Fail("COMMAND did not start: no process in the sandbox runs it",
                    expected=" ".join(command), seen=run.transcript.tail(), hint=HINT_EXEC)
@@ -237,7 +237,7 @@ def signal_status(trial: Trial) -> None:
     exits = trial.watch_exits()
     for pool in (USUAL_SIGNALS, OTHER_SIGNALS):  # the usual ones, and a rarer one
         sig = int(trial.choice(pool))
-        command = waiting(f"uts-{trial.token()}")
+        command = waiting(trial.number(1, 999999))
         run = trial.run(trial.hostname(), *command)
         pid = run.find(command)
         if pid is None:
