@@ -61,6 +61,7 @@ See namespaces(7), pid_namespaces(7), cgroups(7), pty(7), credentials(7).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import os
@@ -100,7 +101,8 @@ NAMESPACES = ("uts", "mnt", "net", "ipc", "pid")  # and cgroup: made by init, af
 # hurt the machine itself: load modules, poke at raw devices, reboot, set
 # the clock.  Dropped from the bounding set, they are gone after execve(2).
 CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_BOOT, CAP_SYS_TIME = 16, 17, 22, 25
-PR_CAPBSET_DROP = 24
+PR_CAPBSET_DROP, PR_SET_NAME = 24, 15
+_INIT_NAME = ctypes.create_string_buffer(b"sandbox-init")  # what ps shows for the sandbox's PID 1
 
 # Directories a solution may write to: each gets a fresh tmpfs.
 SCRATCH_MOUNTS = ("/tmp", "/run", "/var/tmp", "/dev/shm")
@@ -249,6 +251,7 @@ def _init(plan: _Plan) -> None:
 
 
 def _build(plan: _Plan) -> None:
+    _forget_command_line()
     # PID 1 of a namespace gets only signals it has a handler for; the
     # terminal's ^C must not reach Python's KeyboardInterrupt handler here.
     for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN,
@@ -262,6 +265,25 @@ def _build(plan: _Plan) -> None:
     _copy_in(plan.source)
     _hide(plan.hide)
     syscalls.mount("none", "/", None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY)
+
+
+def _forget_command_line() -> None:
+    """Blank the grader's command line and environment that /proc/1/cmdline and environ show.
+
+    This process is a forked copy of the grader, and the solution may read
+    /proc/1/ of its namespace: the grader's arguments (a class folder, a
+    CSV file) and environment (an instructor's tokens) are none of its
+    business.  Both are strings on the stack where execve(2) put them,
+    fields 48 to 51 of /proc/self/stat; Python keeps its own copies.
+    """
+    with open("/proc/self/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    arg_start, arg_end, env_start, env_end = (int(x) for x in fields[45:49])  # fields 48-51
+    with open("/proc/self/mem", "r+b", buffering=0) as mem:
+        for start, end in ((arg_start, arg_end), (env_start, env_end)):
+            mem.seek(start)
+            mem.write(bytes(end - start))
+    syscalls.prctl(PR_SET_NAME, ctypes.addressof(_INIT_NAME))
 
 
 def _mount_scratch(size: int) -> None:

@@ -93,6 +93,17 @@ def test_the_solution_gets_descriptors_0_1_and_2_only(tmp_path):
     assert "fds [0, 1, 2, 3]" in out  # 3: the directory listdir reads
 
 
+def test_the_sandboxs_pid_1_shows_neither_the_graders_command_line_nor_its_environment(tmp_path):
+    script = ("echo env=$(tr '\\0' ' ' < /proc/1/environ); echo cmd=$(tr '\\0' ' ' < /proc/1/cmdline);"
+              " echo comm=$(cat /proc/1/comm); ps -o pid=,args= -p 1; echo end")
+    with start(tmp_path, script) as run:
+        run.expect("end")
+        run.wait()
+        out = run.transcript.text
+    assert os.environ["NSLAB_CGROUP_PREFIX"] not in out and "pytest" not in out  # ours: the grader's
+    assert "env=\r\n" in out and "cmd=\r\n" in out and "comm=sandbox-init" in out
+
+
 def test_grader_source_and_other_students_are_not_reachable(tmp_path):
     secret = secrets.token_hex(8)
     bob = tmp_path / "class" / "bob" / "ex"
