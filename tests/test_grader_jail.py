@@ -19,11 +19,13 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from grader import selftest
 from grader.engine import Exercise, Trial, grade_exercise
 from grader.exercises import all_exercises
 from grader.exercises.escape import in_sandbox
-from grader.exercises.jail import Jail, look_from_inside, namespace_view
+from grader.exercises.jail import Jail, every_mount_of, look_from_inside, namespace_view
 from grader.feedback import Status
 from grader.sandbox import hidden_paths
 
@@ -109,6 +111,22 @@ def test_with_rootfs_bound_over_slash_setns_lands_in_rootfs_but_commands_own_tab
     root, _ = facts["view"]
     assert root == facts["rootfs"] == tuple(int(n) for n in facts["nsenter_root"])
     assert "/" not in [line.split()[4] for line in facts["command_mountinfo"].splitlines()]
+
+
+MOVED = next(c for c in MUTANTS if c.folder.name == "moved_over_slash")
+
+
+@pytest.mark.skipif(not MOVED.runs_here(), reason="listmount(2) came with Linux 6.8")
+def test_a_root_moved_over_slash_hides_the_old_root_from_mountinfo_but_not_from_listmount():
+    def look(jail: Jail, pid: int, facts: dict) -> None:
+        facts["mountinfo"] = nsenter(pid, "cat", "/proc/self/mountinfo", root=True)
+        facts["every"] = every_mount_of(pid)
+        st = os.stat(in_sandbox(jail.warden, "/"))
+        facts["host_root"] = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+
+    facts = observed(MOVED.folder, look)
+    assert facts["host_root"] not in [line.split()[2] for line in facts["mountinfo"].splitlines()]
+    assert (facts["host_root"], "/") in facts["every"]  # still mounted, below ROOTFS
 
 
 def test_a_part_of_the_old_root_kept_at_a_hidden_place_leads_to_the_hosts_files():

@@ -46,7 +46,7 @@ def test_each_case_gets_what_it_must(verdicts, case):
     verdict = verdicts[case.label]
     not_passed = {c.name: c.message for c in verdict.result.checks if not c.passed}
     assert verdict.ok, f"{verdict.reason}: {not_passed}"
-    if case.kind == "mutant":
+    if case.kind == "mutant" and case.runs_here():
         checks = {c.name: c for c in verdict.result.checks}
         for name in case.must_fail:  # caught, and told why
             assert checks[name].status is not Status.PASSED and checks[name].message, name

@@ -29,8 +29,10 @@ busybox shell that waits for a line on its terminal):
 * The old root is detached: no mount of the namespace shows files of the
   host outside ROOTFS (a mount of a disk or tmpfs that the host has too,
   with a root that is not ROOTFS or below it): neither the old root nor a
-  part of it bound at a hidden place.  Detached, no path can lead to it;
-  nor may COMMAND hold a descriptor of a directory out there.
+  part of it bound at a hidden place, nor, where the kernel can list them
+  (listmount(2), Linux 6.8), the old tree left below a ROOTFS moved over
+  "/".  Detached, no path can lead to it; nor may COMMAND hold a
+  descriptor of a directory out there.
 * The escape fails: the grader joins COMMAND's mount namespace, root and
   working directory (as nsenter --mount --root --wd does) and tries
   exercise 2's escape, then reads a file that exists only outside ROOTFS.
@@ -73,6 +75,7 @@ from ..exits import (
     waiting,
 )
 from ..feedback import Fail
+from ..listmount import every_mount
 from ..session import Session, signal_name
 from .escape import SCRATCH, Warden, differences, in_sandbox, mount_table
 
@@ -171,16 +174,16 @@ def _under(path: str, top: str) -> bool:
     return top == "/" or path == top or path.startswith(top.rstrip("/") + "/")
 
 
-def host_files_shown(jail: Jail, table: list[mounts.MountInfo]) -> list[mounts.MountInfo]:
-    """The mounts of TABLE that show files of the host outside ROOTFS.
+def host_files_shown(jail: Jail, found: list[tuple[str, str, str]]) -> list[str]:
+    """Of FOUND mounts ("major:minor", root, description), those that show the host's files.
 
     A mount of a file system that holds files (not proc, sysfs, devpts ...)
     that the host has mounted too, and whose root is not ROOTFS or below it:
     the old root itself, or any part of it kept at a hidden place.
     """
     device, place = jail.rootfs_place
-    return [m for m in table if m.major_minor in jail.host_files
-            and not (m.major_minor == device and _under(m.root, place))]
+    return [text for major_minor, root, text in found if major_minor in jail.host_files
+            and not (major_minor == device and _under(root, place))]
 
 
 def _readlink(path: str) -> str:
@@ -237,6 +240,40 @@ def namespace_view(pid: int) -> tuple[tuple[int, int], list[mounts.MountInfo]] |
         with contextlib.suppress(OSError):
             os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
+
+
+def every_mount_of(pid: int) -> list[tuple[str, str]] | None:
+    """Every mount of PID's mount namespace, ("major:minor", root), hidden ones too.
+
+    A child of the grader joins the namespace and asks listmount(2)
+    (grader/listmount.py); None on a kernel without it (before 6.8).
+    """
+    try:
+        ns = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    result_r, result_w = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:
+        try:
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+            syscalls.setns(ns, "mnt")
+            os.write(result_w, json.dumps(every_mount()).encode())
+        finally:
+            os._exit(0)
+    os.close(ns)
+    os.close(result_w)
+    try:
+        data = b""
+        while select.select([result_r], [], [], 10)[0] and (chunk := os.read(result_r, 65536)):
+            data += chunk
+    finally:
+        os.close(result_r)
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    found = json.loads(data) if data else None
+    return [tuple(m) for m in found] if found is not None else None
 
 
 @dataclass
@@ -474,19 +511,29 @@ def old_root_detached(trial: Trial) -> None:
     with Jail(trial) as jail:
         pid = jail.hold()
         view, inside = namespace_view(pid), look_from_inside(pid, jail.outside)
+        every = every_mount_of(pid)  # None before Linux 6.8: mountinfo only, then
         jail.release()
         if view is None or inside is None:
             raise Fail("the grader could not enter COMMAND's mount namespace")
-        shown = host_files_shown(jail, view[1])
+        shown = host_files_shown(jail, [(m.major_minor, m.root, describe(m)) for m in view[1]])
         if shown:
             raise Fail("a mount in COMMAND's namespace still shows the host's files, outside ROOTFS",
-                       seen=", ".join(describe(m) for m in shown),
+                       seen=", ".join(shown),
                        hint="after pivot_root(new, put_old) and chdir(\"/\"), "
                             "umount2(put_old, MNT_DETACH): the old root has mounts below it "
                             "(/proc, /sys ...), so only a lazy unmount takes it all (umount(2)); "
                             "and keep no part of it mounted elsewhere in the jail (a recursive "
                             "bind of /dev brings the host's /dev/shm along: mount a fresh tmpfs "
                             "there instead)")
+        hidden = host_files_shown(jail, [(mm, root, f"{mm} {root}") for mm, root in every or []])
+        if hidden:
+            raise Fail("the host's files are still mounted in COMMAND's namespace, where no mount "
+                       "table lists them: below ROOTFS, mounted over \"/\"",
+                       seen="mounts of the host's file systems (device, directory): "
+                            + ", ".join(hidden[:4]) + (f" and {len(hidden) - 4} more" if len(hidden) > 4 else ""),
+                       hint="a mount over \"/\" (mount --move, as switch_root(8) does) hides the "
+                            "old root without removing it; pivot_root(2) moves it away so that it "
+                            "can be unmounted. " + HINT_PIVOT)
         if inside.leaking_fds:
             fds = ", ".join(map(str, inside.leaking_fds))
             raise Fail(f"COMMAND holds open descriptors ({fds}) of directories outside its root: "

@@ -9,7 +9,8 @@ For each exercise NAME, three kinds of solution are graded:
                 same exercise in other languages)
     mutant      grader/selftest/NAME/MUTANT   must fail every check that
                                               grader/selftest/NAME/mutants.toml
-                                              lists for it
+                                              lists for it (not judged on a
+                                              kernel older than its "kernel")
 
 A mutant is a realistic wrong solution: one mistake a student makes (the
 right calls in the wrong order, an exit status lost).  If a mutant passes a
@@ -18,6 +19,8 @@ check that should catch its mistake, that check has gone blind.
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +44,11 @@ class Case:
     folder: Path
     must_fail: list[str] = field(default_factory=list)  # mutants only
     why: str = ""
+    kernel: str = ""  # the Linux release the catch needs ("6.8"), if any
+
+    def runs_here(self) -> bool:
+        """Does this machine's kernel have what the catch needs?"""
+        return not self.kernel or _release(os.uname().release) >= _release(self.kernel)
 
     @property
     def label(self) -> str:
@@ -53,6 +61,11 @@ class Verdict:
     result: ExerciseResult
     ok: bool
     reason: str
+
+
+def _release(text: str) -> tuple[int, ...]:
+    """"6.18.44-fc" -> (6, 18, 44): enough of a kernel release to compare."""
+    return tuple(int(part) for part in re.findall(r"\d+", text.split("-")[0])[:3])
 
 
 def cases(exercise: Exercise) -> list[Case]:
@@ -68,7 +81,8 @@ def cases(exercise: Exercise) -> list[Case]:
     if table.exists():
         for mutant, spec in tomllib.loads(table.read_text()).items():
             found.append(Case(exercise, "mutant", HERE / name / mutant,
-                              list(spec.get("must_fail", [])), spec.get("why", "")))
+                              list(spec.get("must_fail", [])), spec.get("why", ""),
+                              spec.get("kernel", "")))
     return found
 
 
@@ -105,7 +119,11 @@ def run(exercises: Sequence[Exercise], jobs: int = 2,
     hide = hidden_paths()
 
     def one(case: Case) -> Verdict:
-        verdict = judge(case, grade_exercise(case.exercise, case.folder, hide))
+        if not case.runs_here():
+            verdict = Verdict(case, ExerciseResult(case.exercise.name, case.exercise.title), True,
+                              f"not judged: the catch needs Linux {case.kernel} or later")
+        else:
+            verdict = judge(case, grade_exercise(case.exercise, case.folder, hide))
         if on_verdict:
             on_verdict(verdict)
         return verdict
