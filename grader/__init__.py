@@ -7,6 +7,9 @@
     engine      checks (@exercise.check(points, title)), trials, grading a workspace
     exercises/  one module per exercise of EXERCISES.md
     hooks       ways a check can start a solution (as another user, as a PID 1)
+    exits       how COMMAND really ended, from the kernel's process events
+    seccomp     every call that sets a hostname, handed to the grader (seccomp_unotify)
+    listmount   every mount of a namespace, hidden ones too (Linux 6.8)
     report      text, JSON, JUnit XML, Gradescope, CSV
     selftest/   starters score 0, references full marks, mutants fail their checks
     cli         the grader command
