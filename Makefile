@@ -22,11 +22,12 @@ OS_PACKAGES := python3 python3-venv iproute2 util-linux procps psmisc iputils-pi
 	hostname busybox-static graphviz tini dumb-init tmux gcc libc6-dev make strace \
 	libcap2-bin
 
-.PHONY: help lab setup os-packages venv kernel test lint bench selftest clean
+.PHONY: help lab setup os-packages venv kernel test vm-test lint bench clean
 
 help:
 	@echo "make lab     install everything (needs root) and start JupyterLab on lessons/"
 	@echo "make test    install everything (needs root) and run the whole test suite"
+	@echo "make vm-test vagrant up of a fresh clone in a local VM, check the lab in it, destroy (~20 min)"
 	@echo "make bench   time namespace operations (labkit vs Python vs unshare(1) vs C)"
 	@echo "make lint    ruff"
 	@echo "make clean   remove the virtualenv"
@@ -77,6 +78,10 @@ test: setup
 	@$(VENV)/bin/ruff check labkit grader tests bench lessons/lab.py lessons/build.py
 	@echo "==> pytest (the whole suite; every test runs in namespaces of its own)"
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+vm-test:
+	@echo "==> tests/vm/run-vm-test: a Debian box, vagrant up of a fresh clone, the lab checked in the guest"
+	@tests/vm/run-vm-test
 
 lint: venv
 	@$(VENV)/bin/ruff check labkit grader tests bench lessons/lab.py lessons/build.py
