@@ -29,6 +29,8 @@ Vagrant.configure("2") do |config|
     # crash of this machine: QEMU may ignore the guest's flushes (dpkg and
     # pip flush after every file, and each flush is slow under emulation).
     lv.disk_driver :cache => "unsafe"
+    # Nobody looks at a screen here: no VNC server on this machine's ports.
+    lv.graphics_type = "none"
   end
 
   # HTTPS from the test machine goes through an intercepting proxy whose CA
