@@ -212,6 +212,14 @@ class Session:
             time.sleep(0.01)
         return None
 
+    def require(self, command: Sequence[str], hint: str, timeout: float = 5) -> int:
+        """The PID of the process running COMMAND, as find() has it; Fail if there is none."""
+        pid = self.find(command, timeout=timeout)
+        if pid is None:
+            raise Fail("COMMAND did not start: no process in the sandbox runs it",
+                       expected=" ".join(command), seen=self.transcript.tail(), hint=hint)
+        return pid
+
     def find(self, command: Sequence[str] | str, timeout: float = 5) -> int | None:
         """The PID of the sandbox's process running COMMAND, or None.
 

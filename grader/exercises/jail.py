@@ -602,10 +602,7 @@ def exit_status(trial: Trial) -> None:
     with Jail(trial) as jail:
         command = drawn_exit(jail.tag, random=SHELL_RANDOM)
         run = jail.start(*command)
-        pid = run.find(command)
-        if pid is None:
-            raise Fail("COMMAND did not start: no process in the sandbox runs it",
-                       expected=" ".join(command), seen=run.transcript.tail(), hint=HINT_EXEC)
+        pid = run.require(command, HINT_EXEC)
         expect_status_of(exits.end_of(pid), jail.warden.finished(run),
                          hint="exec COMMAND in the jailed process (os.execvp), or wait for it and "
                               "exit with its status")
@@ -619,10 +616,7 @@ def signal_status(trial: Trial) -> None:
         with Jail(trial) as jail:
             command = waiting(trial.number(1, 999999))
             run = jail.start(*command)
-            pid = run.find(command)
-            if pid is None:
-                raise Fail("COMMAND did not start: no process in the sandbox runs it",
-                           expected=" ".join(command), seen=run.transcript.tail(), hint=HINT_EXEC)
+            pid = run.require(command, HINT_EXEC)
             run.transcript.note(f"sends {signal_name(sig)} (signal {sig}) to COMMAND")
             kill(pid, sig, exits)
             expect_death_status(sig, jail.warden.finished(run),

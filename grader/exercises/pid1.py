@@ -262,7 +262,7 @@ def exit_status(trial: Trial) -> None:
     exits = trial.watch_exits()
     command = drawn_exit(f"pid1-{trial.token()}")
     run = trial.run(*command, hook=as_pid1)
-    pid = find_command(run, command)
+    pid = run.require(command, HINT_EXEC)
     expect_status_of(exits.end_of(pid), run.wait(),
                      hint="exit with WEXITSTATUS of COMMAND's wait status (os.waitstatus_to_exitcode), "
                           "not with the raw status that waitpid(2) returns")
@@ -275,7 +275,7 @@ def signal_status(trial: Trial) -> None:
         sig = int(trial.choice(pool))
         command = waiting(trial.number(1, 999999))
         run = trial.run(*command, hook=as_pid1)
-        pid = find_command(run, command)
+        pid = run.require(command, HINT_EXEC)
         run.transcript.note(f"sends {signal_name(sig)} (signal {sig}) to COMMAND")
         kill(pid, sig, exits)
         expect_death_status(sig, run.wait(),
@@ -291,7 +291,7 @@ def exits_with_command(trial: Trial) -> None:
     command[2] = "(sleep 60 &); " + command[2]
     run = trial.run(*command, hook=as_pid1)
     run.transcript.note("COMMAND leaves an orphan that sleeps 60 s, and exits")
-    pid = find_command(run, command)
+    pid = run.require(command, HINT_EXEC)
     try:
         ended = run.wait(timeout=3)  # an init that exits "as soon as" takes milliseconds
     except Timeout:
@@ -302,9 +302,3 @@ def exits_with_command(trial: Trial) -> None:
                      hint="remember COMMAND's status when you reap it, whatever else you reap")
 
 
-def find_command(run: Session, command: list[str]) -> int:
-    pid = run.find(command)
-    if pid is None:
-        raise Fail("COMMAND did not start: no process in the sandbox runs it",
-                   expected=" ".join(command), seen=run.transcript.tail(), hint=HINT_EXEC)
-    return pid

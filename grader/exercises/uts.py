@@ -55,10 +55,7 @@ def start_sleeping(trial: Trial, hostname: str, then: str = 'echo "done $0"',
     """Start the solution with a sleeping COMMAND; return the run and COMMAND's PID."""
     command = sleeping_command(trial.token(), then)
     run = trial.run(hostname, *command, hook=hook)
-    pid = run.find(command, timeout=3)
-    if pid is None:
-        raise Fail("COMMAND did not start: no process in the sandbox runs it",
-                   expected=" ".join(command), seen=run.transcript.tail(), hint=HINT_EXEC)
+    pid = run.require(command, HINT_EXEC, timeout=3)
     return run, pid
 
 
@@ -223,10 +220,7 @@ def exit_status(trial: Trial) -> None:
     exits = trial.watch_exits()
     command = drawn_exit(f"uts-{trial.token()}")
     run = trial.run(trial.hostname(), *command)
-    pid = run.find(command)
-    if pid is None:
-        raise Fail("COMMAND did not start: no process in the sandbox runs it",
-                   expected=" ".join(command), seen=run.transcript.tail(), hint=HINT_EXEC)
+    pid = run.require(command, HINT_EXEC)
     expect_status_of(exits.end_of(pid), run.wait(),
                      hint="wait for COMMAND and exit with its status (os.waitstatus_to_exitcode, "
                           "WEXITSTATUS), or simply exec COMMAND in the solution's process")
@@ -239,10 +233,7 @@ def signal_status(trial: Trial) -> None:
         sig = int(trial.choice(pool))
         command = waiting(trial.number(1, 999999))
         run = trial.run(trial.hostname(), *command)
-        pid = run.find(command)
-        if pid is None:
-            raise Fail("COMMAND did not start: no process in the sandbox runs it",
-                       expected=" ".join(command), seen=run.transcript.tail(), hint=HINT_EXEC)
+        pid = run.require(command, HINT_EXEC)
         run.transcript.note(f"sends {signal_name(sig)} (signal {sig}) to COMMAND")
         kill(pid, sig, exits)
         expect_death_status(sig, run.wait(),
