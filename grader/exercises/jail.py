@@ -37,7 +37,7 @@ busybox shell that waits for a line on its terminal):
   working directory (as nsenter --mount --root --wd does) and tries
   exercise 2's escape, then reads a file that exists only outside ROOTFS.
 * Mounts inside stay inside: COMMAND mounts a tmpfs; the host's mount
-  table (the warden's, grader/exercises/escape.py) shows none of it, and is
+  table (the warden's, grader/warden.py) shows none of it, and is
   the same after the solution as before it.
 
 ROOTFS and file names are random on every run; COMMAND draws its own exit
@@ -76,8 +76,10 @@ from ..exits import (
 )
 from ..feedback import Fail
 from ..listmount import every_mount
-from ..session import Session, signal_name
-from .escape import SCRATCH, Warden, differences, in_sandbox, mount_table
+from ..feedback import differences
+from ..observe import mount_table
+from ..session import START, Session, signal_name
+from ..warden import SCRATCH, Warden, in_sandbox
 
 exercise = Exercise("jail", "a jail that holds", tools=("busybox",))
 
@@ -153,7 +155,7 @@ class Jail:
         return self.command_pid
 
     def expect(self, pattern: str, what: str, hint: str = HINT_EXEC) -> None:
-        self.warden.expect(self.run, pattern, timeout=5, what=what, hint=hint)
+        self.warden.expect(self.run, pattern, timeout=START, what=what, hint=hint)
 
     def release(self) -> None:
         """Let the holding COMMAND end, and wait for the solution."""

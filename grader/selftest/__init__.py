@@ -1,12 +1,15 @@
 """Self-test: the grader must tell right solutions from wrong ones.
 
-For each exercise NAME, three kinds of solution are graded:
+For each exercise NAME, four kinds of solution are graded:
 
     starter     exercises/NAME                must score 0, each check with a message
     reference   solutions/NAME, and each      must get full marks
                 subfolder of it that holds a
                 solution or a Makefile (the
                 same exercise in other languages)
+    unusual     grader/selftest/NAME/CASE     must get full marks: correct but unusual
+                (listed in unusual.toml)      (another language, util-linux only, slow to
+                                              start, untidy within the contract)
     mutant      grader/selftest/NAME/MUTANT   must fail every check that
                                               grader/selftest/NAME/mutants.toml
                                               lists for it (not judged on a
@@ -14,7 +17,9 @@ For each exercise NAME, three kinds of solution are graded:
 
 A mutant is a realistic wrong solution: one mistake a student makes (the
 right calls in the wrong order, an exit status lost).  If a mutant passes a
-check that should catch its mistake, that check has gone blind.
+check that should catch its mistake, that check has gone blind.  An unusual
+solution meets its contract in a way the references do not; if it loses a
+point, a check asks for more than its sentence says.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ class Case:
     """One folder to grade and what its result must be."""
 
     exercise: Exercise
-    kind: str  # "starter", "reference" or "mutant"
+    kind: str  # "starter", "reference", "unusual" or "mutant"
     folder: Path
     must_fail: list[str] = field(default_factory=list)  # mutants only
     why: str = ""
@@ -77,6 +82,10 @@ def cases(exercise: Exercise) -> list[Case]:
     for folder in [references, *sorted(p for p in references.glob("*") if p.is_dir())]:
         if (folder / "solution").exists() or (folder / "Makefile").exists():
             found.append(Case(exercise, "reference", folder))
+    unusual = HERE / name / "unusual.toml"
+    if unusual.exists():
+        for case, spec in tomllib.loads(unusual.read_text()).items():
+            found.append(Case(exercise, "unusual", HERE / name / case, why=spec.get("why", "")))
     table = HERE / name / "mutants.toml"
     if table.exists():
         for mutant, spec in tomllib.loads(table.read_text()).items():
@@ -92,7 +101,7 @@ def judge(case: Case, result: ExerciseResult) -> Verdict:
     internal = [c.name for c in result.checks if INTERNAL in c.message]
     if internal:
         return Verdict(case, result, False, f"grader error in {', '.join(internal)}")
-    if case.kind == "reference":
+    if case.kind in ("reference", "unusual"):
         wrong = [c.name for c in result.checks if not c.passed]
         reason = f"did not pass: {', '.join(wrong)}" if wrong else "full marks"
         return Verdict(case, result, not wrong, reason)
