@@ -56,6 +56,7 @@ import os
 import select
 import signal
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from labkit import jail as labjail
@@ -64,21 +65,13 @@ from labkit import syscalls
 
 from .. import observe
 from ..engine import Exercise, Trial
-from ..exits import (
-    OTHER_SIGNALS,
-    SHELL_RANDOM,
-    USUAL_SIGNALS,
-    drawn_exit,
-    expect_death_status,
-    expect_status_of,
-    kill,
-    waiting,
-)
+from ..exits import SHELL_RANDOM
 from ..feedback import Fail
 from ..listmount import every_mount
 from ..feedback import differences
 from ..observe import mount_table
-from ..session import START, Session, signal_name
+from ..session import START, Session
+from ..status import Started, exit_code_check, signal_status_check
 from ..warden import SCRATCH, Warden, in_sandbox
 
 exercise = Exercise("jail", "a jail that holds", tools=("busybox",))
@@ -598,29 +591,24 @@ def host_mounts_unchanged(trial: Trial) -> None:
                             "stay in it, and vanish with it")
 
 
+def start_jailed(trial: Trial) -> Callable[[list[str]], Started]:
+    """How the status checks start the solution: ``solution ROOTFS COMMAND...`` in a new Jail."""
+    def start(command: list[str]) -> Started:
+        jail = trial.keep(Jail(trial))
+        run = jail.start(*command)
+        return Started(run, lambda: jail.warden.finished(run))
+    return start
+
+
 @exercise.check(1, "the exit status is COMMAND's", needs=[runs_command])
 def exit_status(trial: Trial) -> None:
-    exits = trial.watch_exits()
-    with Jail(trial) as jail:
-        command = drawn_exit(jail.tag, random=SHELL_RANDOM)
-        run = jail.start(*command)
-        pid = run.require(command, HINT_EXEC)
-        expect_status_of(exits.end_of(pid), jail.warden.finished(run),
-                         hint="exec COMMAND in the jailed process (os.execvp), or wait for it and "
-                              "exit with its status")
+    exit_code_check(trial, start_jailed(trial), random=SHELL_RANDOM, exec_hint=HINT_EXEC,
+                    hint="exec COMMAND in the jailed process (os.execvp), or wait for it and "
+                         "exit with its status")
 
 
 @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
 def signal_status(trial: Trial) -> None:
-    exits = trial.watch_exits()
-    for pool in (USUAL_SIGNALS, OTHER_SIGNALS):  # the usual ones, and a rarer one
-        sig = int(trial.choice(pool))
-        with Jail(trial) as jail:
-            command = waiting(trial.number(1, 999999))
-            run = jail.start(*command)
-            pid = run.require(command, HINT_EXEC)
-            run.transcript.note(f"sends {signal_name(sig)} (signal {sig}) to COMMAND")
-            kill(pid, sig, exits)
-            expect_death_status(sig, jail.warden.finished(run),
-                                hint="exec COMMAND, or exit with 128+WTERMSIG(status) when it was "
-                                     "killed (wait(2))")
+    signal_status_check(trial, start_jailed(trial), exec_hint=HINT_EXEC,
+                        hint="exec COMMAND, or exit with 128+WTERMSIG(status) when it was "
+                             "killed (wait(2))")

@@ -48,10 +48,11 @@ import time
 
 from .. import observe
 from ..engine import Exercise, Trial
-from ..exits import OTHER_SIGNALS, USUAL_SIGNALS, drawn_exit, expect_death_status, expect_status_of, kill, waiting
+from ..exits import drawn_exit, expect_status_of
 from ..feedback import Fail, Timeout
 from ..hooks import as_pid1
 from ..session import START, Session, signal_name
+from ..status import exit_code_check, signal_status_check
 
 exercise = Exercise("pid1", "an init that reaps")
 
@@ -304,29 +305,17 @@ def forwards_signals(trial: Trial) -> None:
 
 @exercise.check(2, "the exit status is COMMAND's", needs=[runs_command])
 def exit_status(trial: Trial) -> None:
-    exits = trial.watch_exits()
-    command = drawn_exit(f"pid1-{trial.token()}")
-    run = trial.run(*command, hook=as_pid1)
-    pid = run.require(command, HINT_EXEC)
-    expect_status_of(exits.end_of(pid), run.wait(),
-                     hint="exit with WEXITSTATUS of COMMAND's wait status (os.waitstatus_to_exitcode), "
-                          "not with the raw status that waitpid(2) returns")
+    exit_code_check(trial, lambda command: trial.run(*command, hook=as_pid1), exec_hint=HINT_EXEC,
+                    hint="exit with WEXITSTATUS of COMMAND's wait status (os.waitstatus_to_exitcode), "
+                         "not with the raw status that waitpid(2) returns")
 
 
 @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
 def signal_status(trial: Trial) -> None:
-    exits = trial.watch_exits()
-    for pool in (USUAL_SIGNALS, OTHER_SIGNALS):  # the usual ones, and a rarer one
-        sig = int(trial.choice(pool))
-        command = waiting(trial.number(1, 999999))
-        run = trial.run(*command, hook=as_pid1)
-        pid = run.require(command, HINT_EXEC)
-        run.transcript.note(f"sends {signal_name(sig)} (signal {sig}) to COMMAND")
-        kill(pid, sig, exits)
-        expect_death_status(sig, run.wait(),
-                            hint="a child killed by signal N has no exit code: WIFSIGNALED/WTERMSIG "
-                                 "(wait(2)); exit with 128+N.  (PID 1 cannot kill itself with the "
-                                 "same signal.)")
+    signal_status_check(trial, lambda command: trial.run(*command, hook=as_pid1), exec_hint=HINT_EXEC,
+                        hint="a child killed by signal N has no exit code: WIFSIGNALED/WTERMSIG "
+                             "(wait(2)); exit with 128+N.  (PID 1 cannot kill itself with the "
+                             "same signal.)")
 
 
 @exercise.check(1, "exits as soon as COMMAND exits, though orphans still run", needs=[runs_command])

@@ -30,11 +30,11 @@ import time
 
 from .. import observe
 from ..engine import Exercise, Trial
-from ..exits import OTHER_SIGNALS, USUAL_SIGNALS, drawn_exit, expect_death_status, expect_status_of, kill, waiting
 from ..feedback import Fail
-from ..sandbox import Hook, Session, signal_name
+from ..sandbox import Hook, Session
 from ..session import START
 from ..seccomp import HostnameWatch
+from ..status import exit_code_check, signal_status_check
 
 exercise = Exercise("uts", "your own hostname")
 
@@ -218,29 +218,12 @@ def is_plain_sh(pid: int) -> bool:
 
 @exercise.check(2, "the exit status is COMMAND's", needs=[runs_command])
 def exit_status(trial: Trial) -> None:
-    exits = trial.watch_exits()
-    command = drawn_exit(f"uts-{trial.token()}")
-    run = trial.run(trial.hostname(), *command)
-    pid = run.require(command, HINT_EXEC)
-    expect_status_of(exits.end_of(pid), run.wait(),
-                     hint="wait for COMMAND and exit with its status (os.waitstatus_to_exitcode, "
-                          "WEXITSTATUS), or simply exec COMMAND in the solution's process")
+    exit_code_check(trial, lambda command: trial.run(trial.hostname(), *command))
 
 
 @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
 def signal_status(trial: Trial) -> None:
-    exits = trial.watch_exits()
-    for pool in (USUAL_SIGNALS, OTHER_SIGNALS):  # the usual ones, and a rarer one
-        sig = int(trial.choice(pool))
-        command = waiting(trial.number(1, 999999))
-        run = trial.run(trial.hostname(), *command)
-        pid = run.require(command, HINT_EXEC)
-        run.transcript.note(f"sends {signal_name(sig)} (signal {sig}) to COMMAND")
-        kill(pid, sig, exits)
-        expect_death_status(sig, run.wait(),
-                            hint="a child killed by signal N has no exit code: WIFSIGNALED/WTERMSIG "
-                                 "(wait(2)); Python's returncode is then -N, and sys.exit(-N) gives "
-                                 "256-N, not 128+N")
+    signal_status_check(trial, lambda command: trial.run(trial.hostname(), *command))
 
 
 def _tty(device: int | None) -> str:
