@@ -163,6 +163,11 @@ def stat_of(pid: int) -> tuple[str, int] | None:
 
 @exercise.check(1, "runs COMMAND")
 def runs_command(trial: Trial) -> None:
+    """"start COMMAND as its child;"
+
+    COMMAND runs at all: /bin/echo with a random word, which must appear on
+    the terminal.
+    """
     word = f"pid1-{trial.token()}"
     run = trial.run("/bin/echo", word, hook=as_pid1)
     run.expect(word, timeout=START, what=f"the output of COMMAND '/bin/echo {word}'", hint=HINT_EXEC)
@@ -170,6 +175,11 @@ def runs_command(trial: Trial) -> None:
 
 @exercise.check(1, "passes COMMAND's arguments unchanged", needs=[runs_command])
 def arguments_unchanged(trial: Trial) -> None:
+    """"solution COMMAND [ARG...]"
+
+    Each ARG reaches COMMAND as it is: printf(1) prints random words, one
+    with a space, "*", an empty word and one starting with "-".
+    """
     words = [trial.token(), f"two {trial.token(4)}", "*", "", f"-{trial.token(3)}"]
     expected = "".join(f"[{w}]" for w in words)
     run = trial.run("/usr/bin/printf", "[%s]", *words, hook=as_pid1)
@@ -180,6 +190,14 @@ def arguments_unchanged(trial: Trial) -> None:
 
 @exercise.check(2, "COMMAND runs as a child of the solution", needs=[runs_command])
 def command_is_child(trial: Trial) -> None:
+    """"start COMMAND as its child;"
+
+    The kernel says whose child COMMAND is: its PPid in /proc/PID/status,
+    read from outside while COMMAND pauses (on a FIFO of its own, not on the
+    terminal), is the solution's PID, and the solution is PID 1 of its
+    namespace (the last NSpid).  COMMAND's process group, session and
+    standard input are the solution's choice.
+    """
     run, solution, pid = start_holding(trial)
     parent = observe.status_field(pid, "PPid")
     nspid = (observe.status_field(solution, "NSpid") or "").split()
@@ -200,6 +218,14 @@ def command_is_child(trial: Trial) -> None:
 @exercise.check(3, "reaps every child, orphans too: no zombie lives more than 1 s",
                 needs=[runs_command])
 def reaps_orphans(trial: Trial) -> None:
+    """"reap every process that ends up as its child, including orphans reparented to it, so that no zombie lives for more than one second;"
+
+    COMMAND leaves orphans ((sleep T &)) in two batches, the first ending
+    while the grader holds the solution stopped (their SIGCHLDs arrive as
+    one).  The grader reads the state of every process below the solution
+    (/proc/PID/stat) every 20 ms: none but COMMAND's own children may stay
+    in state Z for more than one second.
+    """
     # Two batches of orphans: COMMAND's subshells exit at once, so their sleeps are
     # reparented to PID 1.  The first batch ends while the grader holds the solution
     # stopped (SIGSTOP, which an ancestor namespace may send to a PID 1): their
@@ -265,6 +291,12 @@ def watch_zombies(solution: int, command: int, until: float) -> int | None:
 @exercise.check(3, "forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to COMMAND",
                 needs=[runs_command])
 def forwards_signals(trial: Trial) -> None:
+    """"forward SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 that it receives to COMMAND;"
+
+    The grader sends the six signals, in random order, to the solution's
+    PID, never to COMMAND; COMMAND (a shell) traps each and prints a line
+    naming it.  Points in proportion to the signals that arrive.
+    """
     tag = f"pid1-{trial.token()}"
     traps = "".join(f'trap "echo got-{signal_name(s)}-$0" {signal_name(s)[3:]}; ' for s in FORWARDED)
     command = ["/bin/sh", "-c", traps + 'echo "ready $0"; while :; do sleep 1 & wait $!; done', tag]
@@ -305,6 +337,11 @@ def forwards_signals(trial: Trial) -> None:
 
 @exercise.check(2, "the exit status is COMMAND's", needs=[runs_command])
 def exit_status(trial: Trial) -> None:
+    """"when COMMAND exits, exit with COMMAND's exit status"
+
+    grader/status.py: COMMAND exits with a code it draws itself; the kernel
+    reports how it ended; the solution's status must be that code.
+    """
     exit_code_check(trial, lambda command: trial.run(*command, hook=as_pid1), exec_hint=HINT_EXEC,
                     hint="exit with WEXITSTATUS of COMMAND's wait status (os.waitstatus_to_exitcode), "
                          "not with the raw status that waitpid(2) returns")
@@ -312,6 +349,11 @@ def exit_status(trial: Trial) -> None:
 
 @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
 def signal_status(trial: Trial) -> None:
+    """"or with 128+N if COMMAND was killed by signal N."
+
+    grader/status.py: the grader kills COMMAND with a usual signal, then a
+    rarer one; the solution's status must be 128+N.
+    """
     signal_status_check(trial, lambda command: trial.run(*command, hook=as_pid1), exec_hint=HINT_EXEC,
                         hint="a child killed by signal N has no exit code: WIFSIGNALED/WTERMSIG "
                              "(wait(2)); exit with 128+N.  (PID 1 cannot kill itself with the "
@@ -320,6 +362,12 @@ def signal_status(trial: Trial) -> None:
 
 @exercise.check(1, "exits as soon as COMMAND exits, though orphans still run", needs=[runs_command])
 def exits_with_command(trial: Trial) -> None:
+    """"when COMMAND exits, exit with COMMAND's exit status"
+
+    COMMAND leaves an orphan that sleeps 60 s and exits with a code it
+    draws: the solution must end within 3 s of COMMAND's end (not wait for
+    the orphan), with that code.
+    """
     exits = trial.watch_exits()
     command = drawn_exit(f"pid1-{trial.token()}")
     command[2] = "(sleep 60 &); " + command[2]
