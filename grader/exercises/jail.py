@@ -63,7 +63,7 @@ from labkit import jail as labjail
 from labkit import mount as mounts
 from labkit import syscalls
 
-from .. import observe
+from .. import observe, pause
 from ..engine import Exercise, Trial
 from ..exits import SHELL_RANDOM
 from ..feedback import Fail
@@ -104,12 +104,14 @@ class Jail:
         self.outside = f"/tmp/{token(6)}/outside-{token(6)}"
         self.outside_text = f"outside-{token(16)}"
         self.tag = f"jail-{token()}"
+        self.fifo = f"/.pause-{token()}"  # in ROOTFS: where COMMAND pauses (grader/pause.py)
         self.warden = Warden(prepare=self._prepare)
         self.run: Session | None = None
         self.command_pid: int | None = None
 
     def _prepare(self, argv: list[str]) -> None:
         labjail.build_busybox_rootfs(self.rootfs)
+        os.mkfifo(self.rootfs + self.fifo, 0o600)
         os.makedirs(os.path.dirname(self.outside))
         with open(self.outside, "w") as f:
             f.write(self.outside_text)
@@ -137,8 +139,13 @@ class Jail:
         return self.run
 
     def hold(self, before: str = "") -> int:
-        """Start a COMMAND that runs BEFORE, says ready and waits for a line; return its PID."""
-        command = ["/bin/sh", "-c", before + 'echo "ready $0"; read reply; echo "got $reply"', self.tag]
+        """Start a COMMAND that runs BEFORE, says ready and pauses on a FIFO; return its PID.
+
+        The FIFO is in ROOTFS, made by the grader; COMMAND's terminal is not
+        read (the contract says nothing of COMMAND's standard input).
+        """
+        command = ["/bin/sh", "-c", before + f'echo "ready $0"; {pause.pause(self.fifo)}; echo "got bye $0"',
+                   self.tag]
         run = self.start(*command)
         self.expect(f"ready {self.tag}", what=f"COMMAND's first line 'ready {self.tag}'")
         self.command_pid = run.find(command) or run.find(self.tag)
@@ -152,7 +159,7 @@ class Jail:
 
     def release(self) -> None:
         """Let the holding COMMAND end, and wait for the solution."""
-        self.run.sendline("bye")
+        pause.go_on(lambda: [in_sandbox(self.warden, self.rootfs + self.fifo)])
         self.warden.finished(self.run)
 
     def close(self) -> None:

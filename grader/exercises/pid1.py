@@ -46,7 +46,7 @@ import re
 import signal
 import time
 
-from .. import observe
+from .. import observe, pause
 from ..engine import Exercise, Trial
 from ..exits import drawn_exit, expect_status_of
 from ..feedback import Fail, Timeout
@@ -91,7 +91,7 @@ def start_holding(trial: Trial, before: str = "") -> tuple[Session, int, int]:
     tag = f"pid1-{trial.token()}"
     fifo = pause_fifo(trial)
     command = ["/bin/sh", "-c", f"mkfifo {fifo}; {before}"
-               f'echo "ready $0"; read go < {fifo}; echo "got bye $0"', tag]
+               f'echo "ready $0"; {pause.pause(fifo)}; echo "got bye $0"', tag]
     run = trial.run(*command, hook=as_pid1)
     run.expect(f"ready {tag}", timeout=START, what=f"COMMAND's first line 'ready {tag}'", hint=HINT_EXEC)
     solution = solution_of(run)
@@ -102,9 +102,7 @@ def start_holding(trial: Trial, before: str = "") -> tuple[Session, int, int]:
     return run, solution, pid
 
 
-# COMMAND pauses in `read go < FIFO`: a shell's read(2) of a FIFO, which waits for no
-# child (a shell that waits for one reaps every child it has, and a COMMAND that the
-# solution exec'd as PID 1 would then reap the orphans for it).
+# COMMAND pauses on FIFOs it makes itself in /tmp (grader/pause.py).
 PAUSES = "/tmp/pid1-pause-"
 
 
@@ -113,30 +111,15 @@ def pause_fifo(trial: Trial) -> str:
     return f"{PAUSES}{trial.token()}"
 
 
-def go_on(run: Session, timeout: float = 5) -> None:
-    """End COMMAND's pause: write a line into the FIFO that COMMAND is reading.
+def go_on(run: Session) -> None:
+    """End COMMAND's pause, through the sandbox's /tmp (/proc/PID/root of its PID 1)."""
+    folder = f"/proc/{run.init_pid}/root{os.path.dirname(PAUSES)}"
 
-    The FIFO is reached through /proc/PID/root of the sandbox's PID 1 (the
-    same /tmp); a FIFO with no reader refuses a writer that does not wait
-    (ENXIO, fifo(7)), so only the one COMMAND is reading gets the line.
-    """
-    folder, prefix = f"/proc/{run.init_pid}/root{os.path.dirname(PAUSES)}", os.path.basename(PAUSES)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def fifos() -> list[str]:
         with contextlib.suppress(OSError):
-            for name in os.listdir(folder):
-                if not name.startswith(prefix):
-                    continue
-                try:
-                    fd = os.open(f"{folder}/{name}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-                except OSError:
-                    continue
-                try:
-                    os.write(fd, b"go\n")
-                    return
-                finally:
-                    os.close(fd)
-        time.sleep(0.02)
+            return [f"{folder}/{n}" for n in os.listdir(folder) if f"/tmp/{n}".startswith(PAUSES)]
+        return []
+    pause.go_on(fifos)
 
 
 def release(run: Session) -> None:
@@ -236,9 +219,9 @@ def reaps_orphans(trial: Trial) -> None:
     tag = f"pid1-{trial.token()}"
     one, two = pause_fifo(trial), pause_fifo(trial)
     script = (f"mkfifo {one} {two}; for t in {' '.join(map(str, first))}; do (sleep $t &); done; "
-              f'echo "ready $0"; read go < {one}; '
+              f'echo "ready $0"; {pause.pause(one)}; '
               f"for t in {' '.join(map(str, later))}; do (sleep $t &); done; "
-              f'echo "started $0"; read go < {two}; echo "got bye $0"')
+              f'echo "started $0"; {pause.pause(two)}; echo "got bye $0"')
     command = ["/bin/sh", "-c", script, tag]
     run = trial.run(*command, hook=as_pid1)
     run.expect(f"ready {tag}", timeout=START, what=f"COMMAND's first line 'ready {tag}'", hint=HINT_EXEC)
