@@ -1,4 +1,4 @@
-"""grader selftest: starters score 0, references get full marks, mutants are caught.
+"""grader selftest: starters score 0, references and unusual solutions get full marks, mutants are caught.
 
 The self-test is the grader's own test.  Every case of every exercise (the
 starter, each reference, each mutant: grader/selftest/NAME/mutants.toml)
@@ -78,6 +78,23 @@ def test_every_exercise_has_mutants_a_starter_and_two_languages_of_reference():
         assert kinds.count("starter") == 1, exercise.name
 
 
+@pytest.mark.parametrize("name", ["uts", "escape", "jail", "pid1"])
+def test_each_exercise_has_four_correct_but_unusual_solutions_that_get_full_marks(verdicts, name):
+    unusual = [c for c in selftest.cases(EXERCISES[name]) if c.kind == "unusual"]
+    assert len(unusual) >= 4, name
+    for case in unusual:
+        result = verdicts[case.label].result
+        assert case.why and result.score == result.max_score > 0, (case.label, result.score)
+
+
+def test_an_unusual_solution_that_loses_a_point_is_reported():
+    unusual = next(c for c in selftest.cases(UTS) if c.kind == "unusual")
+    everything = {c.name for c in UTS.checks}
+    assert selftest.judge(unusual, result_where(everything)).ok
+    verdict = selftest.judge(unusual, result_where(everything - {"default_shell"}))
+    assert not verdict.ok and "default_shell" in verdict.reason
+
+
 def test_the_selftest_command_prints_a_verdict_per_case_and_exits_0():
     out = subprocess.run([sys.executable, "-m", "grader", "selftest", "escape", "-j", "4"], cwd=KIT,
                          capture_output=True, text=True, timeout=120)
@@ -87,6 +104,9 @@ def test_the_selftest_command_prints_a_verdict_per_case_and_exits_0():
     for label in labels:
         assert label in out.stdout
     assert f"{len(labels)} of {len(labels)} cases as expected" in out.stdout
+    unusual = [c for c in selftest.cases(EXERCISES["escape"]) if c.kind == "unusual"]
+    assert f"{len(unusual)} of {len(unusual)} unusuals as expected" in out.stdout
+    assert "escape/unusual/leaves_directory" in out.stdout
 
 
 # The judge, on made-up results -----------------------------------------------------
