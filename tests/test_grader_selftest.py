@@ -25,6 +25,10 @@ from grader.engine import CheckResult, ExerciseResult
 from grader.exercises import all_exercises
 from grader.feedback import Status
 
+# Every case is graded once, in the first test's setup: about 90 cases, some
+# of them slow on purpose (a 2 s start), with generous waits for each.
+pytestmark = pytest.mark.timeout(900)
+
 KIT = Path(__file__).resolve().parent.parent
 EXERCISES = all_exercises()
 UTS = EXERCISES["uts"]

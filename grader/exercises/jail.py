@@ -13,7 +13,7 @@
     The exit status of solution is COMMAND's.
 
 Every sentence is a check, judged from outside while COMMAND runs (a
-busybox shell that waits for a line on its terminal):
+busybox shell that pauses on a FIFO in ROOTFS, grader/pause.py):
 
 * COMMAND's root is ROOTFS: /proc/PID/root of COMMAND is the directory.
 * pivot_root, not chroot: the grader joins COMMAND's mount namespace with
