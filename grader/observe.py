@@ -15,6 +15,7 @@ import os
 import subprocess
 
 from labkit import mount as mounts
+from labkit import procfs
 
 
 def namespace(pid: int, nstype: str) -> str | None:
@@ -94,11 +95,9 @@ def fd_target(pid: int, fd: int) -> str:
 def controlling_tty(pid: int) -> int | None:
     """The device number of PID's controlling terminal (0: none), field tty_nr of /proc/PID/stat."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
+        return int(procfs.stat_fields(pid)[4])
+    except (OSError, ValueError, IndexError):
         return None
-    return int(stat[stat.rindex(")") + 2:].split()[4])
 
 
 def status_field(pid: int, name: str) -> str | None:

@@ -78,7 +78,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labkit import syscalls
+from labkit import procfs, syscalls
 from labkit.cgroup import CLONE_NEWCGROUP, Cgroup
 from labkit.spawn import spawn
 
@@ -276,8 +276,7 @@ def _forget_command_line() -> None:
     business.  Both are strings on the stack where execve(2) put them,
     fields 48 to 51 of /proc/self/stat; Python keeps its own copies.
     """
-    with open("/proc/self/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    fields = procfs.stat_fields("self")
     arg_start, arg_end, env_start, env_end = (int(x) for x in fields[45:49])  # fields 48-51
     with open("/proc/self/mem", "r+b", buffering=0) as mem:
         for start, end in ((arg_start, arg_end), (env_start, env_end)):

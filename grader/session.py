@@ -32,19 +32,25 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import pexpect
 import pexpect.fdpexpect
 
+from labkit import procfs
 from labkit.cgroup import Cgroup
 from labkit.spawn import Child
 
 from . import observe
 from .feedback import Fail, SolutionError, Timeout, printable
 
-if TYPE_CHECKING:
-    from .sandbox import Sandbox
+
+class Box(Protocol):
+    """What a session needs of its sandbox (grader/sandbox.py's Sandbox, which imports this
+    module: the dependency points one way)."""
+
+    limits: Any  # sandbox.Limits: wall, output ...
+    hostname: str
 
 # How Python reports a file it cannot compile (no "Traceback" line then).
 # How long a solution may take to start COMMAND (or print its first line): the
@@ -97,7 +103,7 @@ class Session:
     use it as a context manager) to end the run and remove every trace.
     """
 
-    def __init__(self, box: Sandbox, argv: list[str], init: Child, group: Cgroup,
+    def __init__(self, box: Box, argv: list[str], init: Child, group: Cgroup,
                  master: int, status: int, tty: int, tty_name: str) -> None:
         self.box, self.argv, self.limits = box, argv, box.limits
         self.init, self.group, self._status = init, group, status
@@ -356,8 +362,6 @@ def _quote(arg: str) -> str:
 
 def _start_time(pid: int) -> int:
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-        return int(stat[stat.rindex(")") + 2:].split()[19])
+        return int(procfs.stat_fields(pid)[19])
     except (OSError, ValueError, IndexError):
         return 1 << 62

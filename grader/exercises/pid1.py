@@ -46,6 +46,8 @@ import re
 import signal
 import time
 
+from labkit import procfs
+
 from .. import observe, pause
 from ..engine import Exercise, Trial
 from ..exits import drawn_exit, expect_status_of
@@ -134,11 +136,9 @@ def release(run: Session) -> None:
 def stat_of(pid: int) -> tuple[str, int] | None:
     """State letter and parent PID of PID, from /proc/PID/stat (None if it is gone)."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
+        fields = procfs.stat_fields(pid)
+    except (OSError, ValueError):
         return None
-    fields = stat[stat.rindex(")") + 2:].split()
     return fields[0], int(fields[1])
 
 
