@@ -1,0 +1,216 @@
+"""Exercise 6, ``userns``: root without root (EXERCISES.md, section 6).
+
+    solution COMMAND [ARG...]
+
+    The grader runs solution as an unprivileged user with uid U and gid G.
+    solution runs COMMAND in a new user namespace where COMMAND has uid 0
+    and gid 0, mapped to U and G outside: /proc/self/uid_map reads `0 U 1`
+    and /proc/self/gid_map reads `0 G 1`. Files that COMMAND creates are
+    owned by U and G outside. COMMAND's effective capabilities inside its
+    namespace are its whole bounding set (it can, for example, create a UTS
+    namespace and set a hostname there). The exit status of solution is
+    COMMAND's.
+
+Each check is one clause of that text.  U and G are drawn for every run
+(no user or group of the machine has them, and they are not 65534), the
+solution runs as U:G with no supplementary groups (grader.hooks.as_user),
+in the sandbox, from a copy of its folder that U owns.  COMMAND is a shell
+that says it is ready and then waits; while it waits the grader reads the
+kernel's view of it from outside (grader/credentials.py): its namespace
+links, its ids as the machine sees them and as its own namespace sees them,
+its maps as it would read them itself (nsenter --user), its capabilities,
+the owner of the file it made, the hostname of the UTS namespace it made.
+
+See user_namespaces(7), capabilities(7), unshare(2), proc(5) (uid_map,
+setgroups), and wait(2) for exit statuses.
+"""
+
+from __future__ import annotations
+
+from .. import credentials, observe
+from ..credentials import capability_names, id_map, ids, read_inside, show_map
+from ..engine import Exercise, Trial
+from ..feedback import Fail
+from ..hooks import as_user
+from ..session import Session
+from ..status import exit_code_check, signal_status_check
+
+exercise = Exercise("userns", "root without root", tools=("nsenter", "unshare", "hostname"),
+                    namespaces=("user",))
+
+HINT_EXEC = ("after the namespace and its maps are made, run COMMAND with its arguments as they "
+             "are: os.execvp(command[0], command)")
+HINT_ORDER = ("unshare(CLONE_NEWUSER) first, then write /proc/self/uid_map ('0 U 1'), 'deny' to "
+              "/proc/self/setgroups, /proc/self/gid_map ('0 G 1'), and only then exec COMMAND "
+              "(lessons/07-user.ipynb)")
+
+
+def start(trial: Trial, *command: str) -> tuple[Session, int, int]:
+    """Run ``solution COMMAND...`` as a drawn user U:G; return the run, U and G."""
+    uid, gid = credentials.unused_ids(trial)
+    run = trial.run(*command, hook=as_user(uid, gid))
+    run.transcript.note(f"runs the solution as uid {uid}, gid {gid}")
+    return run, uid, gid
+
+
+def start_waiting(trial: Trial, before: str = "") -> tuple[Session, int, int, int]:
+    """COMMAND runs BEFORE, says it is ready and sleeps; return the run, COMMAND's PID, U, G."""
+    tag = f"userns-{trial.token()}"
+    command = ["/bin/sh", "-c", before + 'echo "ready $0"; sleep 3600; echo "end $0"', tag]
+    run, uid, gid = start(trial, *command)
+    run.expect(f"ready {tag}", timeout=10, what=f"COMMAND's line 'ready {tag}'", hint=HINT_EXEC)
+    return run, run.require(command, HINT_EXEC), uid, gid
+
+
+@exercise.check(1, "runs COMMAND")
+def runs_command(trial: Trial) -> None:
+    """"solution runs COMMAND": /bin/echo with a random word prints it."""
+    word = f"userns-{trial.token()}"
+    run, _, _ = start(trial, "/bin/echo", word)
+    run.expect(word, timeout=10, what=f"the output of COMMAND '/bin/echo {word}'", hint=HINT_EXEC)
+
+
+@exercise.check(1, "passes COMMAND's arguments unchanged", needs=[runs_command])
+def arguments_unchanged(trial: Trial) -> None:
+    """"solution COMMAND [ARG...]": printf receives its ARGs as given (spaces, '*', '', '-x')."""
+    words = [trial.token(), f"two {trial.token(4)}", "*", "", f"-{trial.token(3)}"]
+    expected = "".join(f"[{w}]" for w in words)
+    run, _, _ = start(trial, "/usr/bin/printf", "[%s]", *words)
+    run.expect(expected, timeout=10, what=f"printf's output {expected!r}",
+               hint="pass every ARG as its own argument, without a shell in between")
+
+
+@exercise.check(2, "COMMAND runs in a new user namespace", needs=[runs_command])
+def new_user_namespace(trial: Trial) -> None:
+    """"runs COMMAND in a new user namespace": /proc/PID/ns/user of COMMAND is not the caller's."""
+    run, pid, _, _ = start_waiting(trial)
+    inside, outside = observe.namespace(pid, "user"), observe.namespace(run.init_pid, "user")
+    if inside == outside:
+        raise Fail("COMMAND runs in the caller's user namespace",
+                   expected=f"a user namespace other than the caller's {outside}",
+                   seen=f"/proc/PID/ns/user of COMMAND is {inside}",
+                   hint="call unshare(CLONE_NEWUSER) in the process that then runs COMMAND (or "
+                        "clone(2) a child with it), not in a helper that ends")
+
+
+@exercise.check(2, "COMMAND has uid 0 and gid 0, which are U and G outside", needs=[runs_command])
+def root_inside(trial: Trial) -> None:
+    """"where COMMAND has uid 0 and gid 0, mapped to U and G outside": the Uid and Gid lines of
+    COMMAND's /proc/PID/status, read in its own user namespace, are all 0; read from outside,
+    all U and G."""
+    _, pid, uid, gid = start_waiting(trial)
+    inside = read_inside(pid, f"/proc/{pid}/status")
+    outside = f"Uid: {observe.status_field(pid, 'Uid')}\nGid: {observe.status_field(pid, 'Gid')}"
+    if inside is None:
+        raise Fail("the grader could not read COMMAND's ids in its user namespace")
+    seen_in = f"uid {ids(inside, 'Uid')}, gid {ids(inside, 'Gid')}"
+    if ids(inside, "Uid") != [0] * 4 or ids(inside, "Gid") != [0] * 4:
+        raise Fail("COMMAND is not uid 0 and gid 0 in its user namespace",
+                   expected="uid [0, 0, 0, 0], gid [0, 0, 0, 0] (real, effective, saved, file system)",
+                   seen=f"{seen_in} (65534 is the overflow id: an id without a map)",
+                   hint="map uid 0 inside to U outside, and gid 0 to G: " + HINT_ORDER)
+    if ids(outside, "Uid") != [uid] * 4 or ids(outside, "Gid") != [gid] * 4:
+        raise Fail("outside its namespace, COMMAND is not U and G",
+                   expected=f"uid {[uid] * 4}, gid {[gid] * 4}", seen=outside.replace("\n", ", "),
+                   hint="map 0 to the solution's own uid and gid (os.getuid(), os.getgid())")
+
+
+@exercise.check(2, "/proc/self/uid_map reads '0 U 1'", needs=[runs_command])
+def uid_map(trial: Trial) -> None:
+    """"/proc/self/uid_map reads `0 U 1`": COMMAND's uid_map, read in its own user namespace
+    (as COMMAND reads /proc/self/uid_map), is the one line 0 U 1."""
+    _, pid, uid, _ = start_waiting(trial)
+    seen = id_map(read_inside(pid, f"/proc/{pid}/uid_map"))
+    if seen != [(0, uid, 1)]:
+        raise Fail("COMMAND's uid_map is not '0 U 1'", expected=f"0 {uid} 1", seen=show_map(seen),
+                   hint="write '0 U 1' (U: the solution's uid, os.getuid()) to the uid_map of the "
+                        "new namespace's process, once, before COMMAND starts: " + HINT_ORDER)
+
+
+@exercise.check(2, "/proc/self/gid_map reads '0 G 1'", needs=[runs_command])
+def gid_map(trial: Trial) -> None:
+    """"/proc/self/gid_map reads `0 G 1`": COMMAND's gid_map, read in its own user namespace,
+    is the one line 0 G 1.  (The kernel takes that map from an unprivileged process only after
+    'deny' was written to /proc/PID/setgroups: a failure shows what setgroups reads.)"""
+    _, pid, _, gid = start_waiting(trial)
+    seen = id_map(read_inside(pid, f"/proc/{pid}/gid_map"))
+    setgroups = (read_inside(pid, f"/proc/{pid}/setgroups") or "?").strip()
+    if seen != [(0, gid, 1)]:
+        raise Fail("COMMAND's gid_map is not '0 G 1'", expected=f"0 {gid} 1",
+                   seen=f"{show_map(seen)}; /proc/PID/setgroups reads '{setgroups}'",
+                   hint="write 'deny' to /proc/PID/setgroups first: without it the kernel refuses "
+                        "an unprivileged gid_map (EPERM, user_namespaces(7)); then '0 G 1' (G: "
+                        "os.getgid()) to gid_map: " + HINT_ORDER)
+
+
+@exercise.check(1, "files that COMMAND creates are owned by U and G outside", needs=[runs_command])
+def files_owned_outside(trial: Trial) -> None:
+    """"Files that COMMAND creates are owned by U and G outside": COMMAND writes a file with a
+    random name in its working directory; the grader stats it from outside."""
+    name = f"made-by-command-{trial.token()}"
+    _, pid, uid, gid = start_waiting(trial, before=f"echo {trial.token()} > {name}; ")
+    owner = credentials.owner(pid, name)
+    if owner is None:
+        raise Fail(f"COMMAND could not create the file {name} in its working directory",
+                   hint="keep the working directory the grader gave you (a scratch folder that "
+                        "everyone may write to)")
+    if owner != (uid, gid):
+        raise Fail("the file COMMAND created is not owned by U and G outside",
+                   expected=f"uid {uid}, gid {gid}", seen=f"uid {owner[0]}, gid {owner[1]}",
+                   hint="COMMAND must run as the solution's own user, in a user namespace that maps "
+                        "0 to it")
+
+
+@exercise.check(2, "COMMAND's effective capabilities are its whole bounding set", needs=[runs_command])
+def all_capabilities(trial: Trial) -> None:
+    """"COMMAND's effective capabilities inside its namespace are its whole bounding set":
+    CapEff of COMMAND's /proc/PID/status equals its CapBnd (bit masks, the same from everywhere;
+    they count in COMMAND's own user namespace)."""
+    _, pid, _, _ = start_waiting(trial)
+    caps = credentials.capabilities(pid)
+    if caps is None:
+        raise Fail("COMMAND ended before the grader could read its capabilities", hint=HINT_EXEC)
+    effective, bounding = caps
+    if effective != bounding:
+        raise Fail("COMMAND's effective capabilities are not its bounding set",
+                   expected=f"CapEff {bounding:016x} (as CapBnd)",
+                   seen=f"CapEff {effective:016x}: missing {capability_names(bounding & ~effective)}",
+                   hint="execve(2) gives a process all capabilities of its bounding set only if it "
+                        "is uid 0 in its namespace at that moment: write the maps *before* COMMAND "
+                        "is exec'd (a child that execs at once, and a parent that maps it later, "
+                        "is too late: capabilities(7), 'Capabilities and execution of programs "
+                        "by root')")
+
+
+@exercise.check(1, "COMMAND can create a UTS namespace and set a hostname there",
+                needs=[runs_command])
+def can_set_hostname(trial: Trial) -> None:
+    """"(it can, for example, create a UTS namespace and set a hostname there)": COMMAND is
+    unshare(1) --uts running a shell that sets a random hostname; the grader reads that shell's
+    UTS namespace and its hostname from outside."""
+    tag, hostname = f"userns-{trial.token()}", trial.hostname()
+    shell = ["/bin/sh", "-c", 'hostname "$1" && echo "ready $0"; sleep 3600; echo "end $0"',
+             tag, hostname]
+    run, _, _ = start(trial, "/usr/bin/unshare", "--uts", *shell)
+    run.expect(f"ready {tag}", timeout=10, what=f"the line 'ready {tag}' after hostname {hostname}",
+               hint="COMMAND (unshare --uts, then hostname) needs CAP_SYS_ADMIN in its user "
+                    "namespace: " + HINT_ORDER)
+    pid = run.require(shell, HINT_EXEC)
+    namespace, seen = observe.namespace(pid, "uts"), observe.hostname(pid)
+    if namespace == observe.namespace(run.init_pid, "uts") or seen != hostname:
+        raise Fail("COMMAND's new UTS namespace does not have the hostname it set",
+                   expected=f"a new UTS namespace named {hostname}",
+                   seen=f"{namespace} named {seen!r}", hint=HINT_ORDER)
+
+
+@exercise.check(2, "the exit status is COMMAND's", needs=[runs_command])
+def exit_status(trial: Trial) -> None:
+    """"The exit status of solution is COMMAND's": grader/status.py, COMMAND draws its code."""
+    exit_code_check(trial, lambda command: start(trial, *command)[0], exec_hint=HINT_EXEC)
+
+
+@exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
+def signal_status(trial: Trial) -> None:
+    """"The exit status of solution is COMMAND's" (128+N for a COMMAND killed by signal N, as
+    EXERCISES.md defines it): grader/status.py, the grader kills COMMAND."""
+    signal_status_check(trial, lambda command: start(trial, *command)[0], exec_hint=HINT_EXEC)
