@@ -1,0 +1,287 @@
+"""Exercise 5, ``veth``: wire two hosts together (EXERCISES.md, section 5).
+
+    solution up NS_A ADDR_A NS_B ADDR_B
+    solution down NS_A NS_B
+
+    up creates two named network namespaces NS_A and NS_B (listed by
+    ip netns list, i.e. bind-mounted under /run/netns), connected by one
+    veth pair, one end in each. ADDR_A and ADDR_B are IPv4 addresses with a
+    prefix length (e.g. 10.77.3.1/24), assigned to the veth end in NS_A and
+    NS_B. Both veth ends and both loopback devices are up; each namespace
+    has exactly two links, lo and its veth end; nothing is added to the
+    host's network namespace. If NS_A or NS_B already exists, up exits
+    non-zero with a message on standard error and changes nothing.
+
+    down deletes both namespaces and with them the veth pair, leaving no
+    trace.
+
+Each check is one sentence (or clause) of that text.  ``up`` and ``down``
+run one after the other in one sandbox (grader/rerun.py), whose /run is a
+tmpfs of its own and whose network namespace is "the host": the machine's
+/run/netns and network never change.  Names, addresses and prefix lengths
+(a random private network, a /16 to a /30) are drawn for every run.  The
+grader reads what the kernel shows from outside (grader/netns.py): the
+names in the sandbox's /run/netns and its mount table, each namespace's
+links, addresses and routes through a netlink socket of its own in there,
+the veth peers by ifindex and netnsid (not by name); and it sends a ping
+and a TCP connection from NS_A to NS_B.
+
+See ip-netns(8), ip-link(8) (veth), ip-address(8), network_namespaces(7),
+veth(4).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..engine import Exercise, Trial
+from ..feedback import Fail
+from ..netns import Lab, Link, View, Wire, draw_wire, named, names, netns_mounts, ping, tcp
+from ..rerun import Ran
+
+exercise = Exercise("veth", "wire two hosts together", tools=("nsenter", "ping", "ip"))
+
+HINT_NAMED = ("ip netns add NAME makes a named network namespace: an empty file /run/netns/NAME "
+              "with the namespace bind-mounted on it (lessons/06-network.ipynb, section 3); an "
+              "unshare(CLONE_NEWNET) alone makes a namespace that has no name and dies with its "
+              "last process")
+HINT_PAIR = ("ip link add A type veth peer name B makes the pair in the host; ip link set A netns "
+             "NS_A and ip link set B netns NS_B put one end in each (or: ip -n NS_A link add A "
+             "type veth peer name B netns NS_B)")
+
+
+def up_result(ran: Ran) -> str:
+    """How `up` ended, for a failure's "seen:"."""
+    err = ran.stderr.strip()
+    return f"`solution up` ended with {ran.exit}" + (f", standard error: {err[-300:]}" if err else "")
+
+
+def pairs(a: View, b: View, a_id: int, b_id: int) -> list[tuple[Link, Link]]:
+    """The veth pairs with one end in A and the other in B, each end naming the other as peer."""
+    found = []
+    for end_a in (link for link in a.links if link.kind == "veth"):
+        end_b = b.link(end_a.peer_index) if end_a.peer_nsid == a.nsids.get(b_id) else None
+        if (end_b and end_b.kind == "veth" and end_b.peer_index == end_a.index
+                and end_b.peer_nsid == b.nsids.get(a_id)):
+            found.append((end_a, end_b))
+    return found
+
+
+def ends(lab: Lab) -> tuple[Link, Link, View, View]:
+    """The two ends of the wire and the two namespaces' views; Fail if there is no pair."""
+    a, b = lab.views()
+    if a is None or b is None:
+        raise Fail("the named namespaces are gone after `up`", hint=HINT_NAMED)
+    with named(lab.pid, lab.wire.a, lab.wire.b) as fds:
+        a_id, b_id = (os.fstat(fds[n]).st_ino for n in (lab.wire.a, lab.wire.b))
+    found = pairs(a, b, a_id, b_id)
+    if not found:
+        raise Fail("there is no veth pair with one end in NS_A and the other in NS_B",
+                   seen=f"NS_A: {', '.join(map(str, a.links))}; NS_B: {', '.join(map(str, b.links))}",
+                   hint=HINT_PAIR)
+    return (*found[0], a, b)
+
+
+@exercise.check(2, "up creates two named network namespaces NS_A and NS_B")
+def named_namespaces(trial: Trial) -> None:
+    """"up creates two named network namespaces NS_A and NS_B (listed by ip netns list, i.e.
+    bind-mounted under /run/netns)": both names are in the sandbox's /run/netns, each is a mount
+    of a network namespace (NS_GET_NSTYPE), two different ones, neither the host's."""
+    lab = Lab(trial)
+    ran, wire = lab.up(), lab.wire
+    listed, mounts = names(lab.pid), netns_mounts(lab.pid)
+    missing = [n for n in (wire.a, wire.b) if n not in listed]
+    if missing:
+        raise Fail(f"ip netns list does not list {' and '.join(missing)}",
+                   expected=f"{wire.a} and {wire.b} in /run/netns", seen=f"{listed or 'nothing'}; "
+                   + up_result(ran), hint=HINT_NAMED)
+    with named(lab.pid, wire.a, wire.b) as fds:
+        plain = [n for n in (wire.a, wire.b) if fds[n] is None
+                 or not any(m.startswith(f"/run/netns/{n} ") for m in mounts)]
+        if plain:
+            raise Fail(f"/run/netns/{plain[0]} is not a network namespace bind-mounted there",
+                       seen=f"mounts under /run/netns: {', '.join(mounts) or 'none'}", hint=HINT_NAMED)
+        a_id, b_id = (os.fstat(fds[n]).st_ino for n in (wire.a, wire.b))
+    if a_id == b_id:
+        raise Fail("NS_A and NS_B name one and the same network namespace",
+                   seen=f"both are net:[{a_id}]", hint="make two namespaces: ip netns add, twice")
+    if lab.host_identity in (a_id, b_id):
+        raise Fail("a name in /run/netns names the host's own network namespace",
+                   seen=f"net:[{lab.host_identity}]", hint=HINT_NAMED)
+
+
+@exercise.check(2, "NS_A and NS_B are connected by one veth pair, one end in each",
+                needs=[named_namespaces])
+def one_veth_pair(trial: Trial) -> None:
+    """"connected by one veth pair, one end in each": NS_A holds one veth whose peer (IFLA_LINK,
+    in the namespace of IFLA_LINK_NETNSID) is a veth in NS_B, which names it back; one such pair."""
+    lab = Lab(trial)
+    lab.up()
+    a, b = lab.views()
+    with named(lab.pid, lab.wire.a, lab.wire.b) as fds:
+        a_id, b_id = (os.fstat(fds[n]).st_ino for n in (lab.wire.a, lab.wire.b))
+    found = pairs(a, b, a_id, b_id)
+    seen = f"NS_A: {', '.join(map(str, a.links))}; NS_B: {', '.join(map(str, b.links))}"
+    if not found:
+        raise Fail("there is no veth pair with one end in NS_A and the other in NS_B", seen=seen,
+                   hint=HINT_PAIR + ". Both ends in one namespace, or one left in the host, "
+                   "connect nothing")
+    if len(found) > 1:
+        raise Fail(f"NS_A and NS_B are connected by {len(found)} veth pairs, not one", seen=seen,
+                   hint="make the pair once")
+
+
+@exercise.check(2, "ADDR_A and ADDR_B, with their prefix lengths, are on the veth ends",
+                needs=[named_namespaces])
+def addresses(trial: Trial) -> None:
+    """"ADDR_A and ADDR_B are IPv4 addresses with a prefix length (e.g. 10.77.3.1/24), assigned
+    to the veth end in NS_A and NS_B": the end in NS_A has ADDR_A with its prefix length, the end
+    in NS_B has ADDR_B."""
+    lab = Lab(trial)
+    lab.up()
+    end_a, end_b, a, b = ends(lab)
+    wire = lab.wire
+    for end, view, address, other in ((end_a, a, wire.address_a, wire.address_b),
+                                      (end_b, b, wire.address_b, wire.address_a)):
+        where = "NS_A" if view is a else "NS_B"
+        have = view.addresses_of(end.index)
+        if address in have:
+            continue
+        ip = address.split("/")[0]
+        if other in have:
+            hint = "the addresses are swapped: ADDR_A goes to the end in NS_A, ADDR_B to NS_B"
+        elif any(h.split("/")[0] == ip for h in have):
+            hint = ("the address is there, with another prefix length: give it as it came, "
+                    "ip addr add ADDR/LEN (without /LEN, ip takes /32)")
+        else:
+            hint = "ip -n NS addr add ADDR dev END, with ADDR as given (prefix length included)"
+        raise Fail(f"the veth end in {where} ({end.name}) does not have {address}",
+                   expected=address, seen=", ".join(have) or "no address", hint=hint)
+
+
+@exercise.check(1, "both veth ends and both loopback devices are up", needs=[named_namespaces])
+def links_up(trial: Trial) -> None:
+    """"Both veth ends and both loopback devices are up": IFF_UP on lo and on the veth end, in
+    NS_A and in NS_B."""
+    lab = Lab(trial)
+    lab.up()
+    end_a, end_b, a, b = ends(lab)
+    down = [f"{link.name} in {where}" for where, view, end in (("NS_A", a, end_a), ("NS_B", b, end_b))
+            for link in view.links if (link.name == "lo" or link.index == end.index) and not link.up]
+    if down:
+        raise Fail(f"down: {', '.join(down)}",
+                   hint="ip -n NS link set lo up, and the same for the veth end *after* it was "
+                        "moved into its namespace (moving a link sets it down)")
+
+
+@exercise.check(1, "each namespace has exactly two links, lo and its veth end",
+                needs=[named_namespaces])
+def two_links_each(trial: Trial) -> None:
+    """"each namespace has exactly two links, lo and its veth end": NS_A's links are lo and one
+    veth, and so are NS_B's."""
+    lab = Lab(trial)
+    lab.up()
+    a, b = lab.views()
+    for where, view in (("NS_A", a), ("NS_B", b)):
+        links = view.links if view else []
+        kinds = sorted("lo" if link.name == "lo" else link.kind for link in links)
+        if kinds != ["lo", "veth"]:
+            raise Fail(f"{where} does not hold exactly lo and one veth end",
+                       seen=", ".join(map(str, links)) or "nothing",
+                       hint="one end of the pair in each namespace, nothing else: "
+                            "both ends in one namespace leave the other with lo alone")
+
+
+@exercise.check(2, "NS_A reaches NS_B through the wire: ping and TCP", needs=[named_namespaces])
+def traffic(trial: Trial) -> None:
+    """"connected by one veth pair" (the title: "wire two hosts together"): from NS_A, ping(8)
+    gets an answer from ADDR_B, and a TCP connection to ADDR_B in NS_B carries bytes both ways."""
+    lab = Lab(trial)
+    lab.up()
+    ip_b = lab.wire.ip_b
+    with named(lab.pid, lab.wire.a, lab.wire.b) as fds:
+        if fds[lab.wire.a] is None or fds[lab.wire.b] is None:
+            raise Fail("the named namespaces are gone after `up`", hint=HINT_NAMED)
+        answered = ping(fds[lab.wire.a], ip_b)
+        problem = tcp(fds[lab.wire.a], fds[lab.wire.b], ip_b) if answered else None
+    if not answered:
+        raise Fail(f"from NS_A, ping {ip_b} gets no answer",
+                   hint="both ends up, lo up, ADDR_A and ADDR_B with their prefix length (that "
+                        "prefix gives the route to the other end)")
+    if problem:
+        raise Fail(f"from NS_A, a TCP connection to {ip_b} in NS_B fails", seen=problem, points=1,
+                   hint="ping works, so look for what stops TCP in the namespaces (a firewall rule?)")
+
+
+@exercise.check(2, "nothing is added to the host's network namespace", needs=[named_namespaces])
+def host_unchanged(trial: Trial) -> None:
+    """"nothing is added to the host's network namespace": the sandbox's own links, addresses and
+    routes after `up` are those before it."""
+    lab = Lab(trial)
+    lab.up()
+    before, after = lab.host_before.state(), lab.host().state()
+    added = [line for line in after if line not in before]
+    if added:
+        raise Fail("`up` added to the host's network namespace", seen="; ".join(added),
+                   hint="configure the namespaces from inside them (ip -n NS ..., ip netns exec "
+                        "NS ...), and move both veth ends out of the host")
+
+
+@exercise.check(2, "if NS_A or NS_B already exists, up refuses and changes nothing",
+                needs=[named_namespaces])
+def refuses_existing(trial: Trial) -> None:
+    """"If NS_A or NS_B already exists, up exits non-zero with a message on standard error and
+    changes nothing": twice, with the existing name as NS_A or NS_B at random: a name that the
+    solution's `up` made, then one that `ip netns add` made.  Every name in /run/netns, every
+    namespace's links, addresses and routes, and the host's, are the same after as before."""
+    lab = Lab(trial)
+    lab.up()
+    made = trial.choice((lab.wire.a, lab.wire.b))
+    added = f"{draw_wire(trial).a}-x"
+    if lab.rerun.command("/usr/sbin/ip", "netns", "add", added).exit.status != 0:
+        raise RuntimeError("ip netns add failed in the sandbox")
+    for existing in trial.random.sample([made, added], 2):
+        fresh = draw_wire(trial)
+        wire = trial.choice((Wire(existing, fresh.address_a, fresh.b, fresh.address_b),
+                             Wire(fresh.a, fresh.address_a, existing, fresh.address_b)))
+        before = lab.everything()
+        ran = lab.up(wire)
+        after = lab.everything()
+        changed = [f"+ {line}" for line in after if line not in before] + \
+                  [f"- {line}" for line in before if line not in after]
+        said = ran.exit.status != 0 and ran.stderr.strip()
+        how = (f"`up {wire.a} ... {wire.b} ...` ({existing} exists) ended with {ran.exit}"
+               + ("" if ran.stderr.strip() else ", nothing on standard error"))
+        if changed:
+            raise Fail(f"`up` with a name that exists changed things ({how})",
+                       seen="; ".join(changed[:8]), points=1 if said else 0,
+                       hint="check both names before you make anything (test -e /run/netns/NAME, "
+                            "or os.path.exists): a refusal after the first name was made is too late")
+        if not said:
+            raise Fail("`up` with a name that exists did not refuse", seen=how, points=1,
+                       hint="exit with a non-zero status and print why on standard error "
+                            "(echo ... >&2; exit 1, or sys.exit(\"message\"))")
+
+
+@exercise.check(2, "down deletes both namespaces and the veth pair, leaving no trace",
+                needs=[named_namespaces])
+def down_leaves_no_trace(trial: Trial) -> None:
+    """"down deletes both namespaces and with them the veth pair, leaving no trace": after
+    `down`, no name and no mount of NS_A or NS_B under /run/netns, no process, descriptor or mount
+    of the sandbox keeps either namespace (and so its veth end) alive, and the host is as before."""
+    lab = Lab(trial)
+    lab.up()
+    wire = lab.wire
+    with named(lab.pid, wire.a, wire.b) as fds:
+        identities = {os.fstat(fd).st_ino for fd in fds.values() if fd is not None}
+    ran = lab.down()
+    left = [f"/run/netns/{n}" for n in (wire.a, wire.b) if n in names(lab.pid)]
+    left += [m for m in netns_mounts(lab.pid) if m.split()[0] in (f"/run/netns/{wire.a}",
+                                                                  f"/run/netns/{wire.b}")]
+    left += lab.holders(identities)
+    host = [line for line in lab.host().state() if line not in lab.host_before.state()]
+    left += [f"in the host: {line}" for line in host]
+    if left:
+        raise Fail("`down` left traces", seen="; ".join(left[:8]) + f" (`down` ended with {ran.exit})",
+                   hint="ip netns delete NS_A and NS_B (it unmounts and removes the file); a "
+                        "process still in a namespace keeps it, and its veth end, alive: end it")
