@@ -58,6 +58,7 @@ NETNS_DIR = "run/netns"  # inside the sandbox's root
 NS_GET_NSTYPE = 0xB703  # <linux/nsfs.h>, Linux 4.11
 CLONE_NEWNET = 0x40000000
 IFF_UP = 0x1
+KERNEL_MADE = ("fe80:", "ff00:")  # IPv6 link-local and multicast: the kernel's, once a link is up
 SYS_OPENAT2 = 437  # x86_64 and aarch64 alike (the syscall table is shared since 5.1)
 RESOLVE_NO_SYMLINKS, RESOLVE_IN_ROOT = 0x04, 0x10
 
@@ -188,10 +189,17 @@ class View:
         return [a for i, a in self.addresses if i == index]
 
     def state(self) -> list[str]:
-        """Links, addresses and routes, as lines to compare and show."""
+        """Links, addresses and routes, as lines to compare and show.
+
+        Without what the kernel adds by itself, in its own time, once a link
+        is up: IPv6 link-local addresses (after duplicate address detection)
+        and their routes, and the multicast route.  Comparing those would
+        judge the moment, not the solution.
+        """
         return sorted([f"link {link.index} {link}" for link in self.links]
-                      + [f"address {a} on {self._name(i)}" for i, a in self.addresses]
-                      + [f"route {r}" for r in self.routes])
+                      + [f"address {a} on {self._name(i)}" for i, a in self.addresses
+                         if not a.startswith(KERNEL_MADE)]
+                      + [f"route {r}" for r in self.routes if not r.split()[3].startswith(KERNEL_MADE)])
 
     def _name(self, index: int) -> str:
         link = self.link(index)

@@ -210,7 +210,8 @@ def traffic(trial: Trial) -> None:
                         "prefix gives the route to the other end)")
     if problem:
         raise Fail(f"from NS_A, a TCP connection to {ip_b} in NS_B fails", seen=problem, points=1,
-                   hint="ping works, so look for what stops TCP in the namespaces (a firewall rule?)")
+                   hint="ADDR_B must be on NS_B's end, and nothing may stop TCP between the two "
+                        "(a firewall rule in a namespace?)")
 
 
 @exercise.check(2, "nothing is added to the host's network namespace", needs=[named_namespaces])
@@ -231,8 +232,8 @@ def host_unchanged(trial: Trial) -> None:
                 needs=[named_namespaces])
 def refuses_existing(trial: Trial) -> None:
     """"If NS_A or NS_B already exists, up exits non-zero with a message on standard error and
-    changes nothing": twice, with the existing name as NS_A or NS_B at random: a name that the
-    solution's `up` made, then one that `ip netns add` made.  Every name in /run/netns, every
+    changes nothing": twice, in random order: a name that the solution's `up` made, and one
+    that `ip netns add` made; one of them as NS_A, the other as NS_B.  Every name in /run/netns, every
     namespace's links, addresses and routes, and the host's, are the same after as before."""
     lab = Lab(trial)
     lab.up()
@@ -240,10 +241,12 @@ def refuses_existing(trial: Trial) -> None:
     added = f"{draw_wire(trial).a}-x"
     if lab.rerun.command("/usr/sbin/ip", "netns", "add", added).exit.status != 0:
         raise RuntimeError("ip netns add failed in the sandbox")
-    for existing in trial.random.sample([made, added], 2):
+    # Each existing name once, one as NS_A and the other as NS_B, in random order.
+    for existing, as_a in zip(trial.random.sample([made, added], 2), trial.random.sample([True, False], 2),
+                              strict=True):
         fresh = draw_wire(trial)
-        wire = trial.choice((Wire(existing, fresh.address_a, fresh.b, fresh.address_b),
-                             Wire(fresh.a, fresh.address_a, existing, fresh.address_b)))
+        wire = (Wire(existing, fresh.address_a, fresh.b, fresh.address_b) if as_a
+                else Wire(fresh.a, fresh.address_a, existing, fresh.address_b))
         before = lab.everything()
         ran = lab.up(wire)
         after = lab.everything()
