@@ -42,7 +42,7 @@ from ..rerun import Ran
 exercise = Exercise("veth", "wire two hosts together", tools=("nsenter", "ping", "ip"))
 
 HINT_NAMED = ("ip netns add NAME makes a named network namespace: an empty file /run/netns/NAME "
-              "with the namespace bind-mounted on it (lessons/06-network.ipynb, section 3); an "
+              "with the namespace bind-mounted on it (lessons/06-network.ipynb, section 2); an "
               "unshare(CLONE_NEWNET) alone makes a namespace that has no name and dies with its "
               "last process")
 HINT_PAIR = ("ip link add A type veth peer name B makes the pair in the host; ip link set A netns "
