@@ -37,6 +37,7 @@ import fcntl
 import ipaddress
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import threading
@@ -363,6 +364,14 @@ class Lab:
     def down(self, wire: Wire | None = None) -> Ran:
         w = wire or self.wire
         return self.rerun.solution("down", w.a, w.b)
+
+    def add_namespace(self) -> str:
+        """Name a new namespace in the sandbox as ip netns add does; return its random name."""
+        name = draw_name(self.trial)
+        ip = shutil.which("ip") or "/sbin/ip"
+        if self.rerun.command(ip, "netns", "add", name).exit.status != 0:
+            raise RuntimeError("ip netns add failed in the sandbox")
+        return name
 
     def views(self, a: str | None = None, b: str | None = None) -> tuple[View | None, View | None]:
         """The namespaces named A and B (default: the wire's), each with the other's id in it."""

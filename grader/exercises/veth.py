@@ -238,9 +238,7 @@ def refuses_existing(trial: Trial) -> None:
     lab = Lab(trial)
     lab.up()
     made = trial.choice((lab.wire.a, lab.wire.b))
-    added = f"{draw_wire(trial).a}-x"
-    if lab.rerun.command("/usr/sbin/ip", "netns", "add", added).exit.status != 0:
-        raise RuntimeError("ip netns add failed in the sandbox")
+    added = lab.add_namespace()
     # Each existing name once, one as NS_A and the other as NS_B, in random order.
     for existing, as_a in zip(trial.random.sample([made, added], 2), trial.random.sample([True, False], 2),
                               strict=True):
