@@ -64,7 +64,10 @@ def start_waiting(trial: Trial, before: str = "") -> tuple[Session, int, int, in
 
 @exercise.check(1, "runs COMMAND")
 def runs_command(trial: Trial) -> None:
-    """"solution runs COMMAND": /bin/echo with a random word prints it."""
+    """"solution runs COMMAND"
+
+    COMMAND runs at all: /bin/echo with a random word, which must appear on the terminal.
+    """
     word = f"userns-{trial.token()}"
     run, _, _ = start(trial, "/bin/echo", word)
     run.expect(word, timeout=10, what=f"the output of COMMAND '/bin/echo {word}'", hint=HINT_EXEC)
@@ -72,7 +75,11 @@ def runs_command(trial: Trial) -> None:
 
 @exercise.check(1, "passes COMMAND's arguments unchanged", needs=[runs_command])
 def arguments_unchanged(trial: Trial) -> None:
-    """"solution COMMAND [ARG...]": printf receives its ARGs as given (spaces, '*', '', '-x')."""
+    """"solution COMMAND [ARG...]"
+
+    Each ARG reaches COMMAND as it is: printf(1) prints random words, one with a space, "*",
+    an empty word and one starting with "-", each in brackets.
+    """
     words = [trial.token(), f"two {trial.token(4)}", "*", "", f"-{trial.token(3)}"]
     expected = "".join(f"[{w}]" for w in words)
     run, _, _ = start(trial, "/usr/bin/printf", "[%s]", *words)
@@ -82,7 +89,11 @@ def arguments_unchanged(trial: Trial) -> None:
 
 @exercise.check(2, "COMMAND runs in a new user namespace", needs=[runs_command])
 def new_user_namespace(trial: Trial) -> None:
-    """"runs COMMAND in a new user namespace": /proc/PID/ns/user of COMMAND is not the caller's."""
+    """"solution runs COMMAND in a new user namespace"
+
+    COMMAND's /proc/PID/ns/user, read from outside while it waits, is not the caller's (the
+    sandbox's PID 1).
+    """
     run, pid, _, _ = start_waiting(trial)
     inside, outside = observe.namespace(pid, "user"), observe.namespace(run.init_pid, "user")
     if inside == outside:
@@ -95,9 +106,11 @@ def new_user_namespace(trial: Trial) -> None:
 
 @exercise.check(2, "COMMAND has uid 0 and gid 0, which are U and G outside", needs=[runs_command])
 def root_inside(trial: Trial) -> None:
-    """"where COMMAND has uid 0 and gid 0, mapped to U and G outside": the Uid and Gid lines of
-    COMMAND's /proc/PID/status, read in its own user namespace, are all 0; read from outside,
-    all U and G."""
+    """"where COMMAND has uid 0 and gid 0, mapped to U and G outside"
+
+    The Uid and Gid lines of COMMAND's /proc/PID/status, read in its own user namespace
+    (nsenter --user), are all 0; read from outside, all U and G.
+    """
     _, pid, uid, gid = start_waiting(trial)
     inside = read_inside(pid, f"/proc/{pid}/status")
     outside = f"Uid: {observe.status_field(pid, 'Uid')}\nGid: {observe.status_field(pid, 'Gid')}"
@@ -117,8 +130,11 @@ def root_inside(trial: Trial) -> None:
 
 @exercise.check(2, "/proc/self/uid_map reads '0 U 1'", needs=[runs_command])
 def uid_map(trial: Trial) -> None:
-    """"/proc/self/uid_map reads `0 U 1`": COMMAND's uid_map, read in its own user namespace
-    (as COMMAND reads /proc/self/uid_map), is the one line 0 U 1."""
+    """"/proc/self/uid_map reads 0 U 1"
+
+    COMMAND's uid_map, read in its own user namespace (as COMMAND reads /proc/self/uid_map:
+    the second column is then relative to the parent namespace), is the one line 0 U 1.
+    """
     _, pid, uid, _ = start_waiting(trial)
     seen = id_map(read_inside(pid, f"/proc/{pid}/uid_map"))
     if seen != [(0, uid, 1)]:
@@ -129,9 +145,12 @@ def uid_map(trial: Trial) -> None:
 
 @exercise.check(2, "/proc/self/gid_map reads '0 G 1'", needs=[runs_command])
 def gid_map(trial: Trial) -> None:
-    """"/proc/self/gid_map reads `0 G 1`": COMMAND's gid_map, read in its own user namespace,
-    is the one line 0 G 1.  (The kernel takes that map from an unprivileged process only after
-    'deny' was written to /proc/PID/setgroups: a failure shows what setgroups reads.)"""
+    """"/proc/self/gid_map reads 0 G 1"
+
+    COMMAND's gid_map, read in its own user namespace, is the one line 0 G 1. The kernel
+    takes that map from an unprivileged process only after 'deny' was written to
+    /proc/PID/setgroups: a failure shows what setgroups reads.
+    """
     _, pid, _, gid = start_waiting(trial)
     seen = id_map(read_inside(pid, f"/proc/{pid}/gid_map"))
     setgroups = (read_inside(pid, f"/proc/{pid}/setgroups") or "?").strip()
@@ -145,8 +164,11 @@ def gid_map(trial: Trial) -> None:
 
 @exercise.check(1, "files that COMMAND creates are owned by U and G outside", needs=[runs_command])
 def files_owned_outside(trial: Trial) -> None:
-    """"Files that COMMAND creates are owned by U and G outside": COMMAND writes a file with a
-    random name in its working directory; the grader stats it from outside."""
+    """"Files that COMMAND creates are owned by U and G outside."
+
+    COMMAND writes a file with a random name in its working directory; the grader lstat(2)s
+    it from outside.
+    """
     name = f"made-by-command-{trial.token()}"
     _, pid, uid, gid = start_waiting(trial, before=f"echo {trial.token()} > {name}; ")
     owner = credentials.owner(pid, name)
@@ -163,9 +185,11 @@ def files_owned_outside(trial: Trial) -> None:
 
 @exercise.check(2, "COMMAND's effective capabilities are its whole bounding set", needs=[runs_command])
 def all_capabilities(trial: Trial) -> None:
-    """"COMMAND's effective capabilities inside its namespace are its whole bounding set":
-    CapEff of COMMAND's /proc/PID/status equals its CapBnd (bit masks, the same from everywhere;
-    they count in COMMAND's own user namespace)."""
+    """"COMMAND's effective capabilities inside its namespace are its whole bounding set"
+
+    CapEff of COMMAND's /proc/PID/status equals its CapBnd (bit masks, the same from
+    everywhere; they count in COMMAND's own user namespace).
+    """
     _, pid, _, _ = start_waiting(trial)
     caps = credentials.capabilities(pid)
     if caps is None:
@@ -185,9 +209,11 @@ def all_capabilities(trial: Trial) -> None:
 @exercise.check(1, "COMMAND can create a UTS namespace and set a hostname there",
                 needs=[runs_command])
 def can_set_hostname(trial: Trial) -> None:
-    """"(it can, for example, create a UTS namespace and set a hostname there)": COMMAND is
-    unshare(1) --uts running a shell that sets a random hostname; the grader reads that shell's
-    UTS namespace and its hostname from outside."""
+    """"it can, for example, create a UTS namespace and set a hostname there"
+
+    COMMAND is unshare(1) --uts running a shell that sets a random hostname; the grader
+    reads that shell's UTS namespace and hostname from outside (nsenter --uts).
+    """
     tag, hostname = f"userns-{trial.token()}", trial.hostname()
     shell = ["/bin/sh", "-c", 'hostname "$1" && echo "ready $0"; sleep 3600; echo "end $0"',
              tag, hostname]
@@ -205,12 +231,19 @@ def can_set_hostname(trial: Trial) -> None:
 
 @exercise.check(2, "the exit status is COMMAND's", needs=[runs_command])
 def exit_status(trial: Trial) -> None:
-    """"The exit status of solution is COMMAND's": grader/status.py, COMMAND draws its code."""
+    """"The exit status of solution is COMMAND's."
+
+    grader/status.py: COMMAND exits with a code it draws itself; the kernel reports how it
+    ended; the solution's status must be that code.
+    """
     exit_code_check(trial, lambda command: start(trial, *command)[0], exec_hint=HINT_EXEC)
 
 
 @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
 def signal_status(trial: Trial) -> None:
-    """"The exit status of solution is COMMAND's" (128+N for a COMMAND killed by signal N, as
-    EXERCISES.md defines it): grader/status.py, the grader kills COMMAND."""
+    """"or 128+N if COMMAND was killed by signal N (as a shell reports it; a solution that execs COMMAND and so dies by the same signal meets this too)."
+
+    grader/status.py: the grader kills COMMAND with a usual signal, then a rarer one; the
+    solution's status must be 128+N, or death by N.
+    """
     signal_status_check(trial, lambda command: start(trial, *command)[0], exec_hint=HINT_EXEC)

@@ -84,9 +84,12 @@ def ends(lab: Lab) -> tuple[Link, Link, View, View]:
 
 @exercise.check(2, "up creates two named network namespaces NS_A and NS_B")
 def named_namespaces(trial: Trial) -> None:
-    """"up creates two named network namespaces NS_A and NS_B (listed by ip netns list, i.e.
-    bind-mounted under /run/netns)": both names are in the sandbox's /run/netns, each is a mount
-    of a network namespace (NS_GET_NSTYPE), two different ones, neither the host's."""
+    """"up creates two named network namespaces NS_A and NS_B (listed by ip netns list, i.e. bind-mounted under /run/netns)"
+
+    Both names are in the sandbox's /run/netns (what ip netns list reads), each is a mount
+    there (the sandbox's mountinfo) of a network namespace (ioctl NS_GET_NSTYPE), two
+    different ones, neither the host's.
+    """
     lab = Lab(trial)
     ran, wire = lab.up(), lab.wire
     listed, mounts = names(lab.pid), netns_mounts(lab.pid)
@@ -113,8 +116,12 @@ def named_namespaces(trial: Trial) -> None:
 @exercise.check(2, "NS_A and NS_B are connected by one veth pair, one end in each",
                 needs=[named_namespaces])
 def one_veth_pair(trial: Trial) -> None:
-    """"connected by one veth pair, one end in each": NS_A holds one veth whose peer (IFLA_LINK,
-    in the namespace of IFLA_LINK_NETNSID) is a veth in NS_B, which names it back; one such pair."""
+    """"connected by one veth pair, one end in each."
+
+    NS_A holds one veth whose peer (IFLA_LINK, in the namespace that IFLA_LINK_NETNSID
+    names) is a veth in NS_B that names it back; names of links do not count, and there is
+    one such pair.
+    """
     lab = Lab(trial)
     lab.up()
     a, b = lab.views()
@@ -134,9 +141,12 @@ def one_veth_pair(trial: Trial) -> None:
 @exercise.check(2, "ADDR_A and ADDR_B, with their prefix lengths, are on the veth ends",
                 needs=[named_namespaces])
 def addresses(trial: Trial) -> None:
-    """"ADDR_A and ADDR_B are IPv4 addresses with a prefix length (e.g. 10.77.3.1/24), assigned
-    to the veth end in NS_A and NS_B": the end in NS_A has ADDR_A with its prefix length, the end
-    in NS_B has ADDR_B."""
+    """"ADDR_A and ADDR_B are IPv4 addresses with a prefix length (e.g. 10.77.3.1/24), assigned to the veth end in NS_A and NS_B."
+
+    The end in NS_A has ADDR_A with its prefix length, the end in NS_B has ADDR_B
+    (RTM_GETADDR in each namespace); addresses and prefix lengths, from a /16 to a /30, are
+    drawn for every run.
+    """
     lab = Lab(trial)
     lab.up()
     end_a, end_b, a, b = ends(lab)
@@ -161,8 +171,10 @@ def addresses(trial: Trial) -> None:
 
 @exercise.check(1, "both veth ends and both loopback devices are up", needs=[named_namespaces])
 def links_up(trial: Trial) -> None:
-    """"Both veth ends and both loopback devices are up": IFF_UP on lo and on the veth end, in
-    NS_A and in NS_B."""
+    """"Both veth ends and both loopback devices are up"
+
+    IFF_UP is set on lo and on the veth end, in NS_A and in NS_B.
+    """
     lab = Lab(trial)
     lab.up()
     end_a, end_b, a, b = ends(lab)
@@ -177,8 +189,10 @@ def links_up(trial: Trial) -> None:
 @exercise.check(1, "each namespace has exactly two links, lo and its veth end",
                 needs=[named_namespaces])
 def two_links_each(trial: Trial) -> None:
-    """"each namespace has exactly two links, lo and its veth end": NS_A's links are lo and one
-    veth, and so are NS_B's."""
+    """"each namespace has exactly two links, lo and its veth end"
+
+    NS_A's links are lo and one veth, and so are NS_B's.
+    """
     lab = Lab(trial)
     lab.up()
     a, b = lab.views()
@@ -194,8 +208,12 @@ def two_links_each(trial: Trial) -> None:
 
 @exercise.check(2, "NS_A reaches NS_B through the wire: ping and TCP", needs=[named_namespaces])
 def traffic(trial: Trial) -> None:
-    """"connected by one veth pair" (the title: "wire two hosts together"): from NS_A, ping(8)
-    gets an answer from ADDR_B, and a TCP connection to ADDR_B in NS_B carries bytes both ways."""
+    """"wire two hosts together ... connected by one veth pair"
+
+    From NS_A, ping(8) (run by nsenter --net from the machine's /usr) gets an answer from
+    ADDR_B, and a TCP connection from a socket in NS_A to a socket of the grader's listening
+    on ADDR_B in NS_B carries random bytes both ways.
+    """
     lab = Lab(trial)
     lab.up()
     ip_b = lab.wire.ip_b
@@ -216,8 +234,10 @@ def traffic(trial: Trial) -> None:
 
 @exercise.check(2, "nothing is added to the host's network namespace", needs=[named_namespaces])
 def host_unchanged(trial: Trial) -> None:
-    """"nothing is added to the host's network namespace": the sandbox's own links, addresses and
-    routes after `up` are those before it."""
+    """"nothing is added to the host's network namespace."
+
+    The sandbox's own links, addresses and routes (all tables) after up are those before it.
+    """
     lab = Lab(trial)
     lab.up()
     before, after = lab.host_before.state(), lab.host().state()
@@ -231,10 +251,12 @@ def host_unchanged(trial: Trial) -> None:
 @exercise.check(2, "if NS_A or NS_B already exists, up refuses and changes nothing",
                 needs=[named_namespaces])
 def refuses_existing(trial: Trial) -> None:
-    """"If NS_A or NS_B already exists, up exits non-zero with a message on standard error and
-    changes nothing": twice, in random order: a name that the solution's `up` made, and one
-    that `ip netns add` made; one of them as NS_A, the other as NS_B.  Every name in /run/netns, every
-    namespace's links, addresses and routes, and the host's, are the same after as before."""
+    """"If NS_A or NS_B already exists, up exits non-zero with a message on standard error and changes nothing."
+
+    Twice, in random order: a name that the solution's up made, and one that ip netns add
+    made; one of them as NS_A, the other as NS_B. Every name in /run/netns, every
+    namespace's links, addresses and routes, and the host's, are the same after as before.
+    """
     lab = Lab(trial)
     lab.up()
     made = trial.choice((lab.wire.a, lab.wire.b))
@@ -267,9 +289,12 @@ def refuses_existing(trial: Trial) -> None:
 @exercise.check(2, "down deletes both namespaces and the veth pair, leaving no trace",
                 needs=[named_namespaces])
 def down_leaves_no_trace(trial: Trial) -> None:
-    """"down deletes both namespaces and with them the veth pair, leaving no trace": after
-    `down`, no name and no mount of NS_A or NS_B under /run/netns, no process, descriptor or mount
-    of the sandbox keeps either namespace (and so its veth end) alive, and the host is as before."""
+    """"down deletes both namespaces and with them the veth pair, leaving no trace."
+
+    After down: no name and no mount of NS_A or NS_B under /run/netns; no process,
+    descriptor or mount of the sandbox keeps either namespace (and so a veth end) alive; the
+    host is as before.
+    """
     lab = Lab(trial)
     lab.up()
     wire = lab.wire
