@@ -71,6 +71,8 @@ class Rerun:
         self.pid = self.run.solution_pid()
         if self.pid is None:
             raise RuntimeError("the sandbox's driver is gone")
+        self.run.transcript.note("(that was the sandbox's driver, not your solution; each run "
+                                 "of the solution follows, in this one sandbox)")
         return self.run
 
     def solution(self, *args: str, timeout: float = 10) -> Ran:

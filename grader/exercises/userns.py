@@ -241,7 +241,8 @@ def exit_status(trial: Trial) -> None:
 
 @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
 def signal_status(trial: Trial) -> None:
-    """"or 128+N if COMMAND was killed by signal N (as a shell reports it; a solution that execs COMMAND and so dies by the same signal meets this too)."
+    """"or 128+N if COMMAND was killed by signal N (as a shell reports it; a solution that execs
+    COMMAND and so dies by the same signal meets this too)."
 
     grader/status.py: the grader kills COMMAND with a usual signal, then a rarer one; the
     solution's status must be 128+N, or death by N.

@@ -56,6 +56,15 @@ def up_result(ran: Ran) -> str:
     return f"`solution up` ended with {ran.exit}" + (f", standard error: {err[-300:]}" if err else "")
 
 
+def both_views(lab: Lab) -> tuple[View, View]:
+    """NS_A and NS_B as netlink shows them; Fail if a name no longer names a namespace."""
+    a, b = lab.views()
+    if a is None or b is None:
+        raise Fail("a namespace that `up` named is gone: /run/netns names no namespace",
+                   hint=HINT_NAMED)
+    return a, b
+
+
 def pairs(a: View, b: View, a_id: int, b_id: int) -> list[tuple[Link, Link]]:
     """The veth pairs with one end in A and the other in B, each end naming the other as peer."""
     found = []
@@ -67,24 +76,10 @@ def pairs(a: View, b: View, a_id: int, b_id: int) -> list[tuple[Link, Link]]:
     return found
 
 
-def ends(lab: Lab) -> tuple[Link, Link, View, View]:
-    """The two ends of the wire and the two namespaces' views; Fail if there is no pair."""
-    a, b = lab.views()
-    if a is None or b is None:
-        raise Fail("the named namespaces are gone after `up`", hint=HINT_NAMED)
-    with named(lab.pid, lab.wire.a, lab.wire.b) as fds:
-        a_id, b_id = (os.fstat(fds[n]).st_ino for n in (lab.wire.a, lab.wire.b))
-    found = pairs(a, b, a_id, b_id)
-    if not found:
-        raise Fail("there is no veth pair with one end in NS_A and the other in NS_B",
-                   seen=f"NS_A: {', '.join(map(str, a.links))}; NS_B: {', '.join(map(str, b.links))}",
-                   hint=HINT_PAIR)
-    return (*found[0], a, b)
-
-
 @exercise.check(2, "up creates two named network namespaces NS_A and NS_B")
 def named_namespaces(trial: Trial) -> None:
-    """"up creates two named network namespaces NS_A and NS_B (listed by ip netns list, i.e. bind-mounted under /run/netns)"
+    """"up creates two named network namespaces NS_A and NS_B (listed by ip netns list, i.e.
+    bind-mounted under /run/netns)"
 
     Both names are in the sandbox's /run/netns (what ip netns list reads), each is a mount
     there (the sandbox's mountinfo) of a network namespace (ioctl NS_GET_NSTYPE), two
@@ -124,7 +119,7 @@ def one_veth_pair(trial: Trial) -> None:
     """
     lab = Lab(trial)
     lab.up()
-    a, b = lab.views()
+    a, b = both_views(lab)
     with named(lab.pid, lab.wire.a, lab.wire.b) as fds:
         a_id, b_id = (os.fstat(fds[n]).st_ino for n in (lab.wire.a, lab.wire.b))
     found = pairs(a, b, a_id, b_id)
@@ -141,7 +136,8 @@ def one_veth_pair(trial: Trial) -> None:
 @exercise.check(2, "ADDR_A and ADDR_B, with their prefix lengths, are on the veth ends",
                 needs=[named_namespaces])
 def addresses(trial: Trial) -> None:
-    """"ADDR_A and ADDR_B are IPv4 addresses with a prefix length (e.g. 10.77.3.1/24), assigned to the veth end in NS_A and NS_B."
+    """"ADDR_A and ADDR_B are IPv4 addresses with a prefix length (e.g. 10.77.3.1/24), assigned
+    to the veth end in NS_A and NS_B."
 
     The end in NS_A has ADDR_A with its prefix length, the end in NS_B has ADDR_B
     (RTM_GETADDR in each namespace); addresses and prefix lengths, from a /16 to a /30, are
@@ -149,37 +145,40 @@ def addresses(trial: Trial) -> None:
     """
     lab = Lab(trial)
     lab.up()
-    end_a, end_b, a, b = ends(lab)
-    wire = lab.wire
-    for end, view, address, other in ((end_a, a, wire.address_a, wire.address_b),
-                                      (end_b, b, wire.address_b, wire.address_a)):
-        where = "NS_A" if view is a else "NS_B"
-        have = view.addresses_of(end.index)
+    wire, (a, b) = lab.wire, both_views(lab)
+    for where, view, address, other in (("NS_A", a, wire.address_a, wire.address_b),
+                                        ("NS_B", b, wire.address_b, wire.address_a)):
+        ends = [link for link in view.links if link.kind == "veth"]
+        have = [x for end in ends for x in view.addresses_of(end.index)]
         if address in have:
             continue
         ip = address.split("/")[0]
-        if other in have:
+        if not ends:
+            hint = f"there is no veth end in {where} to hold the address: " + HINT_PAIR
+        elif other in have:
             hint = "the addresses are swapped: ADDR_A goes to the end in NS_A, ADDR_B to NS_B"
         elif any(h.split("/")[0] == ip for h in have):
             hint = ("the address is there, with another prefix length: give it as it came, "
                     "ip addr add ADDR/LEN (without /LEN, ip takes /32)")
         else:
             hint = "ip -n NS addr add ADDR dev END, with ADDR as given (prefix length included)"
-        raise Fail(f"the veth end in {where} ({end.name}) does not have {address}",
-                   expected=address, seen=", ".join(have) or "no address", hint=hint)
+        raise Fail(f"the veth end in {where} does not have {address}", expected=address,
+                   seen=", ".join(have) or "no address on a veth end there", hint=hint)
 
 
 @exercise.check(1, "both veth ends and both loopback devices are up", needs=[named_namespaces])
 def links_up(trial: Trial) -> None:
     """"Both veth ends and both loopback devices are up"
 
-    IFF_UP is set on lo and on the veth end, in NS_A and in NS_B.
+    IFF_UP is set on lo and on every veth end, in NS_A and in NS_B.
     """
     lab = Lab(trial)
     lab.up()
-    end_a, end_b, a, b = ends(lab)
-    down = [f"{link.name} in {where}" for where, view, end in (("NS_A", a, end_a), ("NS_B", b, end_b))
-            for link in view.links if (link.name == "lo" or link.index == end.index) and not link.up]
+    a, b = both_views(lab)
+    if not any(link.kind == "veth" for link in a.links + b.links):
+        raise Fail("there is no veth end in NS_A or NS_B", hint=HINT_PAIR)
+    down = [f"{link.name} in {where}" for where, view in (("NS_A", a), ("NS_B", b))
+            for link in view.links if (link.name == "lo" or link.kind == "veth") and not link.up]
     if down:
         raise Fail(f"down: {', '.join(down)}",
                    hint="ip -n NS link set lo up, and the same for the veth end *after* it was "
@@ -195,9 +194,9 @@ def two_links_each(trial: Trial) -> None:
     """
     lab = Lab(trial)
     lab.up()
-    a, b = lab.views()
+    a, b = both_views(lab)
     for where, view in (("NS_A", a), ("NS_B", b)):
-        links = view.links if view else []
+        links = view.links
         kinds = sorted("lo" if link.name == "lo" else link.kind for link in links)
         if kinds != ["lo", "veth"]:
             raise Fail(f"{where} does not hold exactly lo and one veth end",
@@ -251,7 +250,8 @@ def host_unchanged(trial: Trial) -> None:
 @exercise.check(2, "if NS_A or NS_B already exists, up refuses and changes nothing",
                 needs=[named_namespaces])
 def refuses_existing(trial: Trial) -> None:
-    """"If NS_A or NS_B already exists, up exits non-zero with a message on standard error and changes nothing."
+    """"If NS_A or NS_B already exists, up exits non-zero with a message on standard error and
+    changes nothing."
 
     Twice, in random order: a name that the solution's up made, and one that ip netns add
     made; one of them as NS_A, the other as NS_B. Every name in /run/netns, every
