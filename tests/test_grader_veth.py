@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,26 @@ def test_grading_leaves_the_machines_run_netns_as_it_was():
     assert result.score == result.max_score, [c.message for c in result.checks if not c.passed]
     after = sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else []
     assert after == before
+
+
+def machine_network() -> dict[str, object]:
+    """The machine's own /run/netns, links and addresses, as ip(8) shows them."""
+    def ip(*args: str) -> list:
+        return json.loads(subprocess.run(["ip", "-j", *args], capture_output=True, text=True,
+                                         check=True).stdout or "[]")
+    return {"netns": sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else [],
+            "links": sorted((link["ifindex"], link["ifname"]) for link in ip("link")),
+            "addresses": sorted((a["ifname"], i["local"], i["prefixlen"])
+                                for a in ip("address") for i in a.get("addr_info", []))}
+
+
+def test_grader_check_veth_userns_gives_the_references_full_marks_and_the_starters_zero():
+    before = machine_network()
+    full = f"{VETH.max_score + all_exercises()['userns'].max_score:g}"
+    for workspace, score in ((KIT / "solutions", f"{full}/{full}"), (KIT / "exercises", f"0/{full}")):
+        out = subprocess.run([sys.executable, "-m", "grader", "check", "veth", "userns",
+                              "--student", str(workspace)], cwd=KIT, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == (1 if score.startswith("0/") else 0), out.stdout + out.stderr
+        assert f"total: {score}" in out.stdout, out.stdout
+    assert machine_network() == before
