@@ -51,6 +51,7 @@ from labkit import syscalls
 
 from . import observe
 from .engine import Trial
+from .feedback import Fail
 from .rerun import Ran, Rerun
 
 T = TypeVar("T")
@@ -178,6 +179,7 @@ class Link:
 class View:
     """A network namespace as netlink shows it."""
 
+    identity: int = 0  # the namespace's inode number
     links: list[Link] = field(default_factory=list)
     addresses: list[tuple[int, str]] = field(default_factory=list)  # (ifindex, "10.1.2.3/24")
     routes: list[str] = field(default_factory=list)
@@ -210,7 +212,7 @@ class View:
 def look(fd: int, others: dict[int, int] | None = None) -> View:
     """The namespace open on FD; OTHERS: descriptors of namespaces whose ids in it we want."""
     def read() -> View:
-        view = View()
+        view = View(identity(fd))
         with IPRoute() as ip:
             for msg in ip.get_links():
                 info = msg.get_attr("IFLA_LINKINFO")
@@ -231,6 +233,22 @@ def look(fd: int, others: dict[int, int] | None = None) -> View:
                     view.nsids[identity(other_fd)] = nsid
         return view
     return in_netns(fd, read)
+
+
+def veth_pairs(a: View, b: View) -> list[tuple[Link, Link]]:
+    """The veth pairs with one end in A and the other in B, each end naming the other as its peer.
+
+    A veth's peer is IFLA_LINK (an ifindex) in the namespace that
+    IFLA_LINK_NETNSID names, an id that only the namespace holding the veth
+    gives to the other (RTM_GETNSID): names of links prove nothing.
+    """
+    found = []
+    for end_a in (link for link in a.links if link.kind == "veth"):
+        end_b = b.link(end_a.peer_index) if end_a.peer_nsid == a.nsids.get(b.identity) else None
+        if (end_b and end_b.kind == "veth" and end_b.peer_index == end_a.index
+                and end_b.peer_nsid == b.nsids.get(a.identity)):
+            found.append((end_a, end_b))
+    return found
 
 
 def _route(msg) -> str:
@@ -372,6 +390,13 @@ class Lab:
         if self.rerun.command(ip, "netns", "add", name).exit.status != 0:
             raise RuntimeError("ip netns add failed in the sandbox")
         return name
+
+    def both(self) -> tuple[View, View]:
+        """The wire's NS_A and NS_B; Fail if a name no longer names a namespace."""
+        a, b = self.views()
+        if a is None or b is None:
+            raise Fail("a namespace that `up` named is gone: /run/netns names no namespace")
+        return a, b
 
     def views(self, a: str | None = None, b: str | None = None) -> tuple[View | None, View | None]:
         """The namespaces named A and B (default: the wire's), each with the other's id in it."""

@@ -48,6 +48,11 @@ class Ran:
     exit: Exit
     stderr: str
 
+    def __str__(self) -> str:
+        """"exit status 1, standard error: ...", for a failure's "seen:"."""
+        err = self.stderr.strip()
+        return f"{self.exit}" + (f", standard error: {err[-300:]}" if err else "")
+
 
 class Rerun:
     """A sandbox whose driver runs the solution (or a tool) whenever the grader asks."""

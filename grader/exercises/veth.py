@@ -32,12 +32,9 @@ veth(4).
 
 from __future__ import annotations
 
-import os
-
 from ..engine import Exercise, Trial
 from ..feedback import Fail
-from ..netns import Lab, Link, View, Wire, draw_wire, named, names, netns_mounts, ping, tcp
-from ..rerun import Ran
+from ..netns import Lab, Wire, draw_wire, identity, named, names, netns_mounts, ping, tcp, veth_pairs
 
 exercise = Exercise("veth", "wire two hosts together", tools=("nsenter", "ping", "ip"))
 
@@ -48,32 +45,6 @@ HINT_NAMED = ("ip netns add NAME makes a named network namespace: an empty file 
 HINT_PAIR = ("ip link add A type veth peer name B makes the pair in the host; ip link set A netns "
              "NS_A and ip link set B netns NS_B put one end in each (or: ip -n NS_A link add A "
              "type veth peer name B netns NS_B)")
-
-
-def up_result(ran: Ran) -> str:
-    """How `up` ended, for a failure's "seen:"."""
-    err = ran.stderr.strip()
-    return f"`solution up` ended with {ran.exit}" + (f", standard error: {err[-300:]}" if err else "")
-
-
-def both_views(lab: Lab) -> tuple[View, View]:
-    """NS_A and NS_B as netlink shows them; Fail if a name no longer names a namespace."""
-    a, b = lab.views()
-    if a is None or b is None:
-        raise Fail("a namespace that `up` named is gone: /run/netns names no namespace",
-                   hint=HINT_NAMED)
-    return a, b
-
-
-def pairs(a: View, b: View, a_id: int, b_id: int) -> list[tuple[Link, Link]]:
-    """The veth pairs with one end in A and the other in B, each end naming the other as peer."""
-    found = []
-    for end_a in (link for link in a.links if link.kind == "veth"):
-        end_b = b.link(end_a.peer_index) if end_a.peer_nsid == a.nsids.get(b_id) else None
-        if (end_b and end_b.kind == "veth" and end_b.peer_index == end_a.index
-                and end_b.peer_nsid == b.nsids.get(a_id)):
-            found.append((end_a, end_b))
-    return found
 
 
 @exercise.check(2, "up creates two named network namespaces NS_A and NS_B")
@@ -92,14 +63,14 @@ def named_namespaces(trial: Trial) -> None:
     if missing:
         raise Fail(f"ip netns list does not list {' and '.join(missing)}",
                    expected=f"{wire.a} and {wire.b} in /run/netns", seen=f"{listed or 'nothing'}; "
-                   + up_result(ran), hint=HINT_NAMED)
+                   + f"`solution up` ended with {ran}", hint=HINT_NAMED)
     with named(lab.pid, wire.a, wire.b) as fds:
         plain = [n for n in (wire.a, wire.b) if fds[n] is None
                  or not any(m.startswith(f"/run/netns/{n} ") for m in mounts)]
         if plain:
             raise Fail(f"/run/netns/{plain[0]} is not a network namespace bind-mounted there",
                        seen=f"mounts under /run/netns: {', '.join(mounts) or 'none'}", hint=HINT_NAMED)
-        a_id, b_id = (os.fstat(fds[n]).st_ino for n in (wire.a, wire.b))
+        a_id, b_id = (identity(fds[n]) for n in (wire.a, wire.b))
     if a_id == b_id:
         raise Fail("NS_A and NS_B name one and the same network namespace",
                    seen=f"both are net:[{a_id}]", hint="make two namespaces: ip netns add, twice")
@@ -119,10 +90,8 @@ def one_veth_pair(trial: Trial) -> None:
     """
     lab = Lab(trial)
     lab.up()
-    a, b = both_views(lab)
-    with named(lab.pid, lab.wire.a, lab.wire.b) as fds:
-        a_id, b_id = (os.fstat(fds[n]).st_ino for n in (lab.wire.a, lab.wire.b))
-    found = pairs(a, b, a_id, b_id)
+    a, b = lab.both()
+    found = veth_pairs(a, b)
     seen = f"NS_A: {', '.join(map(str, a.links))}; NS_B: {', '.join(map(str, b.links))}"
     if not found:
         raise Fail("there is no veth pair with one end in NS_A and the other in NS_B", seen=seen,
@@ -145,7 +114,7 @@ def addresses(trial: Trial) -> None:
     """
     lab = Lab(trial)
     lab.up()
-    wire, (a, b) = lab.wire, both_views(lab)
+    wire, (a, b) = lab.wire, lab.both()
     for where, view, address, other in (("NS_A", a, wire.address_a, wire.address_b),
                                         ("NS_B", b, wire.address_b, wire.address_a)):
         ends = [link for link in view.links if link.kind == "veth"]
@@ -174,7 +143,7 @@ def links_up(trial: Trial) -> None:
     """
     lab = Lab(trial)
     lab.up()
-    a, b = both_views(lab)
+    a, b = lab.both()
     if not any(link.kind == "veth" for link in a.links + b.links):
         raise Fail("there is no veth end in NS_A or NS_B", hint=HINT_PAIR)
     down = [f"{link.name} in {where}" for where, view in (("NS_A", a), ("NS_B", b))
@@ -194,7 +163,7 @@ def two_links_each(trial: Trial) -> None:
     """
     lab = Lab(trial)
     lab.up()
-    a, b = both_views(lab)
+    a, b = lab.both()
     for where, view in (("NS_A", a), ("NS_B", b)):
         links = view.links
         kinds = sorted("lo" if link.name == "lo" else link.kind for link in links)
@@ -299,7 +268,7 @@ def down_leaves_no_trace(trial: Trial) -> None:
     lab.up()
     wire = lab.wire
     with named(lab.pid, wire.a, wire.b) as fds:
-        identities = {os.fstat(fd).st_ino for fd in fds.values() if fd is not None}
+        identities = {identity(fd) for fd in fds.values() if fd is not None}
     ran = lab.down()
     left = [f"/run/netns/{n}" for n in (wire.a, wire.b) if n in names(lab.pid)]
     left += [m for m in netns_mounts(lab.pid) if m.split()[0] in (f"/run/netns/{wire.a}",
