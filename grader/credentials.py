@@ -26,13 +26,19 @@ See user_namespaces(7), capabilities(7), proc(5), nsenter(1).
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
+import shlex
 import subprocess
+import time
 
 from . import observe
 from .engine import Trial
+from .feedback import Fail
+from .hooks import as_user
+from .session import START, Session
 
 NOBODY = 65534
 
@@ -117,3 +123,61 @@ def owner(pid: int, name: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_uid, st.st_gid
+
+
+# Exercise userns's runs: the solution as a drawn user, COMMAND found from outside -----
+
+WAIT = "sleep 3600"  # what a waiting COMMAND runs once it has done what the check asked
+
+
+def start_as_user(trial: Trial, *args: str) -> tuple[Session, int, int]:
+    """Run ``solution ARGS`` as a drawn user U:G (hooks.as_user); return the run, U and G."""
+    uid, gid = unused_ids(trial)
+    run = trial.run(*args, hook=as_user(uid, gid))
+    run.transcript.note(f"runs the solution as uid {uid}, gid {gid}")
+    return run, uid, gid
+
+
+def waiting_command(tag: str, before: str = "", *args: str) -> list[str]:
+    """A shell that runs BEFORE, then waits (its child sleeps); TAG and ARGS are its $0, $1..."""
+    return ["/bin/sh", "-c", f"{before}{WAIT}; echo end", tag, *args]
+
+
+def find_command(run: Session, command: list[str], hint: str) -> int:
+    """The PID of the sandbox's process running exactly COMMAND; Fail, with what the solution
+    printed and how it ended, if there is none."""
+    pid = run.find(command)
+    if pid is None:
+        with contextlib.suppress(Fail):  # read what it printed, and how it ended, if it did
+            run.wait(timeout=1)
+        ended = f"the solution ended ({run.exit})" if run.exit else "the solution still runs"
+        raise Fail("COMMAND did not start: no process in the sandbox runs it",
+                   expected=shlex.join(command), seen=f"{ended}; its output: {run.transcript.tail()}",
+                   hint=hint)
+    return pid
+
+
+def waited(pid: int, timeout: float = START) -> bool:
+    """Has the waiting shell PID got to its sleep (so BEFORE is done)?  Polled up to TIMEOUT s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(observe.cmdline(child) == WAIT.split() for child in observe.children(pid)):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def start_waiting(trial: Trial, hint: str, before: str = "") -> tuple[Session, int, int, int]:
+    """Run the solution as a drawn user with a waiting COMMAND; return the run, COMMAND's PID, U, G.
+
+    COMMAND is found by its argument vector among the sandbox's processes
+    and is known to be done with BEFORE when its sleep runs: nothing of
+    this relies on COMMAND's output reaching the grader.
+    """
+    command = waiting_command(f"userns-{trial.token()}", before)
+    run, uid, gid = start_as_user(trial, *command)
+    pid = find_command(run, command, hint)
+    if not waited(pid):
+        raise Fail("COMMAND started but did not get to its end in time", seen=run.transcript.tail(),
+                   hint=hint)
+    return run, pid, uid, gid

@@ -17,8 +17,8 @@ import re
 from pathlib import Path
 
 from grader import credentials
+from grader.credentials import start_as_user
 from grader.engine import Exercise, Trial, grade_exercise
-from grader.exercises.userns import start
 from grader.feedback import Status
 from grader.sandbox import hidden_paths
 
@@ -53,7 +53,7 @@ def test_what_the_grader_reads_from_outside_is_what_command_reads_inside():
                   'echo "id $(id -u) $(id -g)"; ls -ln /tmp/exercise/solution; echo "ready $0"; '
                   'sleep 3600; echo end')
         command = ["/bin/sh", "-c", script, tag]
-        run, uid, gid = start(trial, *command)
+        run, uid, gid = start_as_user(trial, *command)
         run.expect(f"ready {tag}", timeout=10)
         pid = run.require(command, "")
         facts.update(uid=uid, gid=gid, said=run.transcript.text,
