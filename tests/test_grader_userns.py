@@ -14,6 +14,9 @@ from __future__ import annotations
 import grp
 import pwd
 import re
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 from grader import credentials
@@ -82,3 +85,20 @@ def test_what_the_grader_reads_from_outside_is_what_command_reads_inside():
 def test_capability_names_say_which_are_missing():
     assert credentials.capability_names(1 << 21 | 1 << 12) == "cap_net_admin, cap_sys_admin"
     assert credentials.capability_names(0) == "none"
+
+
+def test_the_starters_try_it_command_works_as_printed_with_the_reference():
+    """`setpriv --reuid=65534 --regid=65534 --clear-groups ./solution id` prints uid=0(root) gid=0(root)."""
+    text = (KIT / "exercises" / "userns" / "solution").read_text()
+    line = text.split("Try it:")[1].splitlines()[0].strip()
+    assert line == "setpriv --reuid=65534 --regid=65534 --clear-groups ./solution id"
+    folder = Path(tempfile.mkdtemp(prefix="nslab-userns-"))  # readable by 65534, unlike the checkout
+    try:
+        folder.chmod(0o755)
+        shutil.copy(REFERENCE / "solution", folder / "solution")
+        (folder / "solution").chmod(0o755)
+        out = subprocess.run(line, shell=True, cwd=folder, capture_output=True, text=True, timeout=30)
+    finally:
+        shutil.rmtree(folder)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("uid=0(root) gid=0(root)"), out.stdout
