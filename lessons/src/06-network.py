@@ -390,8 +390,10 @@ print(net.sandbox(move_a_configured_end))
 #
 # Sections 2, 3 and 7 are the steps. Try it in a sandbox of your own
 # (`sudo unshare --mount --net sh -c 'mount -t tmpfs tmpfs /run; exec sh'`),
-# never on the machine's network. The grader will check it with the command
-# below when it supports `veth` (`grader list` shows the exercises it knows):
+# never on the machine's network. Then let the grader check every sentence of
+# the contract: it runs `up` and `down` in a sandbox of its own, with names and
+# addresses it draws at random, and sends a ping and a TCP connection from
+# NS_A to NS_B:
 #
 # ```
 # sudo grader check veth

@@ -351,12 +351,10 @@ print(as_nobody(run, lambda: user.read_map("self", "gid_map"), namespaces="user"
 # before the child runs COMMAND (section 5), and for gid_map the order of
 # section 3 matters. Try it by hand as a normal user
 # (`setpriv --reuid=65534 --regid=65534 --clear-groups exercises/userns/solution id`),
-# then let the grader check every sentence of the contract:
+# then let the grader check every sentence of the contract. It runs your
+# solution as a user that it draws at random (a uid and gid that no account
+# has), and reads COMMAND's maps, ids and capabilities from outside:
 #
 # ```
 # sudo grader check userns
 # ```
-#
-# `grader list` shows the exercises that your copy of the grader can check; if
-# `userns` is not among them yet, the command says that it does not know the
-# exercise, and your solution waits for a newer grader.
