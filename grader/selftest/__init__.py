@@ -11,6 +11,8 @@ For each exercise NAME, three kinds of solution are graded:
                                               grader/selftest/NAME/mutants.toml
                                               lists for it (not judged on a
                                               kernel older than its "kernel")
+    unusual     grader/selftest/NAME/CASE     correct, but not as the references
+                (listed in unusual.toml)      are: must get full marks
 
 A mutant is a realistic wrong solution: one mistake a student makes (the
 right calls in the wrong order, an exit status lost).  If a mutant passes a
@@ -40,7 +42,7 @@ class Case:
     """One folder to grade and what its result must be."""
 
     exercise: Exercise
-    kind: str  # "starter", "reference" or "mutant"
+    kind: str  # "starter", "reference", "unusual" or "mutant"
     folder: Path
     must_fail: list[str] = field(default_factory=list)  # mutants only
     why: str = ""
@@ -77,6 +79,10 @@ def cases(exercise: Exercise) -> list[Case]:
     for folder in [references, *sorted(p for p in references.glob("*") if p.is_dir())]:
         if (folder / "solution").exists() or (folder / "Makefile").exists():
             found.append(Case(exercise, "reference", folder))
+    unusual = HERE / name / "unusual.toml"
+    if unusual.exists():
+        for case, spec in tomllib.loads(unusual.read_text()).items():
+            found.append(Case(exercise, "unusual", HERE / name / case, why=spec.get("why", "")))
     table = HERE / name / "mutants.toml"
     if table.exists():
         for mutant, spec in tomllib.loads(table.read_text()).items():
@@ -92,7 +98,7 @@ def judge(case: Case, result: ExerciseResult) -> Verdict:
     internal = [c.name for c in result.checks if INTERNAL in c.message]
     if internal:
         return Verdict(case, result, False, f"grader error in {', '.join(internal)}")
-    if case.kind == "reference":
+    if case.kind in ("reference", "unusual"):
         wrong = [c.name for c in result.checks if not c.passed]
         reason = f"did not pass: {', '.join(wrong)}" if wrong else "full marks"
         return Verdict(case, result, not wrong, reason)
