@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("selftest", help="check that the grader tells right solutions from wrong",
                        description="Grade the starters (must score 0), the reference solutions "
-                                   "(full marks) and the mutants (must fail given checks).")
+                                   "and the correct-but-unusual ones (full marks), and the "
+                                   "mutants (must fail given checks).")
     p.add_argument("exercises", nargs="*", metavar="EXERCISE")
     p.add_argument("-j", "--jobs", type=int, default=2, metavar="N")
     return parser
@@ -287,6 +288,11 @@ def cmd_selftest(args: argparse.Namespace) -> int:
           [(v.case.label, f"{num(v.result.score)}/{num(v.result.max_score)}",
             "ok" if v.ok else "WRONG", v.reason) for v in verdicts])
     bad = [v for v in verdicts if not v.ok]
+    for kind, verdict in (("mutant", "caught (lost points)"), ("unusual", "correct but unusual, full marks"),
+                          ("reference", "references, full marks")):
+        of_kind = [v for v in verdicts if v.case.kind == kind]
+        if of_kind:
+            print(f"{sum(v.ok for v in of_kind)} of {len(of_kind)} {kind}s as expected: {verdict}")
     print(f"{len(verdicts) - len(bad)} of {len(verdicts)} cases as expected")
     return EXIT_FAILED if bad else EXIT_PASSED
 

@@ -75,3 +75,15 @@ def printable(text: str, limit: int = 4000) -> str:
         half = limit // 2
         text = f"{text[:half]}\n[... {len(text) - limit} characters left out ...]\n{text[-half:]}"
     return text
+
+
+def differences(before: dict | list, after: dict | list, limit: int = 6) -> str:
+    """The first LIMIT entries added, removed or changed between two snapshots."""
+    if isinstance(before, list):
+        before, after = dict.fromkeys(before, ()), dict.fromkeys(after, ())
+    lines = [f"+ {k}" for k in after if k not in before]
+    lines += [f"- {k}" for k in before if k not in after]
+    lines += [f"~ {k}" for k in before if k in after and before[k] != after[k]]
+    more = f"\n  ... and {len(lines) - limit} more" if len(lines) > limit else ""
+    return "\n  ".join(lines[:limit]) + more
+

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import subprocess
 
+from labkit import mount as mounts
+
 
 def namespace(pid: int, nstype: str) -> str | None:
     """The /proc/PID/ns/NSTYPE link ("uts:[4026531838]"), or None if the process is gone."""
@@ -119,3 +121,20 @@ def mountinfo(pid: int) -> list[str]:
             return f.read().splitlines()
     except OSError:
         return []
+
+
+def mount_table(pid: int) -> list[str] | None:
+    """PID's mount table, one "mount point (type source, options)" per mount; None if PID is gone.
+
+    Mount IDs are left out: a mount taken down and put back as it was is
+    the same table to a reader.
+    """
+    lines = mountinfo(pid)
+    if not lines:
+        return None
+    table = []
+    for line in lines:
+        m = mounts.parse_mountinfo_line(line)
+        part = "" if m.root == "/" else f" [{m.root}]"
+        table.append(f"{m.mount_point} ({m.fstype} {m.source}{part}, {m.options})")
+    return table

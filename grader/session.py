@@ -47,6 +47,11 @@ if TYPE_CHECKING:
     from .sandbox import Sandbox
 
 # How Python reports a file it cannot compile (no "Traceback" line then).
+# How long a solution may take to start COMMAND (or print its first line): the
+# contracts set no limit, so this is generous; a correct solution slowed down
+# by a busy machine, or an interpreter's start, loses nothing.
+START = 10
+
 PYTHON_SYNTAX_ERROR = re.compile(r"^(SyntaxError|IndentationError|TabError): ", re.MULTILINE)
 
 
@@ -200,7 +205,7 @@ class Session:
         """The sandbox's PID 1, as the grader sees it: its namespaces are "the caller's"."""
         return self.init.pid
 
-    def solution_pid(self, timeout: float = 5) -> int | None:
+    def solution_pid(self, timeout: float = START) -> int | None:
         """The PID (as the grader sees it) of the process that ran the solution."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -212,7 +217,7 @@ class Session:
             time.sleep(0.01)
         return None
 
-    def require(self, command: Sequence[str], hint: str, timeout: float = 5) -> int:
+    def require(self, command: Sequence[str], hint: str, timeout: float = START) -> int:
         """The PID of the process running COMMAND, as find() has it; Fail if there is none."""
         pid = self.find(command, timeout=timeout)
         if pid is None:
@@ -220,7 +225,7 @@ class Session:
                        expected=" ".join(command), seen=self.transcript.tail(), hint=hint)
         return pid
 
-    def find(self, command: Sequence[str] | str, timeout: float = 5) -> int | None:
+    def find(self, command: Sequence[str] | str, timeout: float = START) -> int | None:
         """The PID of the sandbox's process running COMMAND, or None.
 
         COMMAND is an exact argument vector: the process nearest PID 1

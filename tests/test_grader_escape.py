@@ -135,8 +135,7 @@ for path in ["{KIT}/solutions/escape/solution", "{KIT}/grader/exercises/escape.p
 print(open(sys.argv[1]).read())
 """)
     checks, _ = grade(thief)
-    assert checks["prints_secret"].status is Status.PASSED  # it did escape the jail ...
-    assert checks["jail_unchanged"].status is Status.FAILED  # ... leaving /x behind
+    assert checks["prints_secret"].status is Status.PASSED  # it did escape the jail, leaving /x
     transcripts = "".join(c.message + c.transcript for c in checks.values())
     assert stolen not in transcripts
 

@@ -79,3 +79,52 @@ def test_a_status_is_judged_against_the_commands_real_end():
         expect_status_of(Exit(code=42), Exit(code=0), hint="")
     with pytest.raises(Fail, match="did not get to its end"):  # the solution ended first: killed
         expect_status_of(Exit(signal=signal.SIGKILL), Exit(code=137), hint="")
+
+
+# grader/status.py: the shared checks of "The exit status of solution is COMMAND's" ----
+
+def status_exercise():
+    """An exercise whose contract is only that sentence: `solution COMMAND...`."""
+    from grader.engine import Exercise
+    from grader.status import exit_code_check, signal_status_check
+
+    exercise = Exercise("status", "the exit status is COMMAND's")
+
+    @exercise.check(2, "the exit status is COMMAND's")
+    def exit_status(trial) -> None:
+        exit_code_check(trial, lambda command: trial.run(*command))
+
+    @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N")
+    def signal_status(trial) -> None:
+        signal_status_check(trial, lambda command: trial.run(*command))
+
+    return exercise
+
+
+@pytest.mark.parametrize("script, passed", [
+    ('exec "$@"\n', {"exit_status", "signal_status"}),  # exec: dies by the same signal
+    ('"$@"\n', {"exit_status", "signal_status"}),  # a shell reports 128+N itself
+    ('"$@"\nexit 0\n', set()),
+    ('"$@"\ns=$?\n[ $s -gt 128 ] && exit $((s - 128))\nexit $s\n', {"exit_status"}),  # N, not 128+N
+], ids=["exec", "fork-and-wait", "exit-0", "signal-number"])
+def test_the_status_helper_judges_any_start_by_the_kernels_record(tmp_path, script, passed):
+    from grader.engine import grade_exercise
+    from grader.sandbox import hidden_paths
+
+    folder = tmp_path / "status"
+    folder.mkdir()
+    (folder / "solution").write_text("#!/bin/sh\n" + script)
+    (folder / "solution").chmod(0o755)
+    result = grade_exercise(status_exercise(), folder, hidden_paths(tmp_path))
+    assert {c.name for c in result.checks if c.passed} == passed, [c.message for c in result.checks]
+
+
+def test_uts_jail_and_pid1_judge_the_status_with_the_shared_helper():
+    import inspect
+
+    from grader.exercises import all_exercises
+
+    for name in ("uts", "jail", "pid1"):
+        checks = {c.name: c for c in all_exercises()[name].checks}
+        assert "exit_code_check(" in inspect.getsource(checks["exit_status"].fn), name
+        assert "signal_status_check(" in inspect.getsource(checks["signal_status"].fn), name

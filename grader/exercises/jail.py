@@ -37,7 +37,7 @@ busybox shell that waits for a line on its terminal):
   working directory (as nsenter --mount --root --wd does) and tries
   exercise 2's escape, then reads a file that exists only outside ROOTFS.
 * Mounts inside stay inside: COMMAND mounts a tmpfs; the host's mount
-  table (the warden's, grader/exercises/escape.py) shows none of it, and is
+  table (the warden's, grader/warden.py) shows none of it, and is
   the same after the solution as before it.
 
 ROOTFS and file names are random on every run; COMMAND draws its own exit
@@ -56,6 +56,7 @@ import os
 import select
 import signal
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from labkit import jail as labjail
@@ -64,20 +65,14 @@ from labkit import syscalls
 
 from .. import observe
 from ..engine import Exercise, Trial
-from ..exits import (
-    OTHER_SIGNALS,
-    SHELL_RANDOM,
-    USUAL_SIGNALS,
-    drawn_exit,
-    expect_death_status,
-    expect_status_of,
-    kill,
-    waiting,
-)
+from ..exits import SHELL_RANDOM
 from ..feedback import Fail
 from ..listmount import every_mount
-from ..session import Session, signal_name
-from .escape import SCRATCH, Warden, differences, in_sandbox, mount_table
+from ..feedback import differences
+from ..observe import mount_table
+from ..session import START, Session
+from ..status import Started, exit_code_check, signal_status_check
+from ..warden import SCRATCH, Warden, in_sandbox
 
 exercise = Exercise("jail", "a jail that holds", tools=("busybox",))
 
@@ -153,7 +148,7 @@ class Jail:
         return self.command_pid
 
     def expect(self, pattern: str, what: str, hint: str = HINT_EXEC) -> None:
-        self.warden.expect(self.run, pattern, timeout=5, what=what, hint=hint)
+        self.warden.expect(self.run, pattern, timeout=START, what=what, hint=hint)
 
     def release(self) -> None:
         """Let the holding COMMAND end, and wait for the solution."""
@@ -596,29 +591,24 @@ def host_mounts_unchanged(trial: Trial) -> None:
                             "stay in it, and vanish with it")
 
 
+def start_jailed(trial: Trial) -> Callable[[list[str]], Started]:
+    """How the status checks start the solution: ``solution ROOTFS COMMAND...`` in a new Jail."""
+    def start(command: list[str]) -> Started:
+        jail = trial.keep(Jail(trial))
+        run = jail.start(*command)
+        return Started(run, lambda: jail.warden.finished(run))
+    return start
+
+
 @exercise.check(1, "the exit status is COMMAND's", needs=[runs_command])
 def exit_status(trial: Trial) -> None:
-    exits = trial.watch_exits()
-    with Jail(trial) as jail:
-        command = drawn_exit(jail.tag, random=SHELL_RANDOM)
-        run = jail.start(*command)
-        pid = run.require(command, HINT_EXEC)
-        expect_status_of(exits.end_of(pid), jail.warden.finished(run),
-                         hint="exec COMMAND in the jailed process (os.execvp), or wait for it and "
-                              "exit with its status")
+    exit_code_check(trial, start_jailed(trial), random=SHELL_RANDOM, exec_hint=HINT_EXEC,
+                    hint="exec COMMAND in the jailed process (os.execvp), or wait for it and "
+                         "exit with its status")
 
 
 @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
 def signal_status(trial: Trial) -> None:
-    exits = trial.watch_exits()
-    for pool in (USUAL_SIGNALS, OTHER_SIGNALS):  # the usual ones, and a rarer one
-        sig = int(trial.choice(pool))
-        with Jail(trial) as jail:
-            command = waiting(trial.number(1, 999999))
-            run = jail.start(*command)
-            pid = run.require(command, HINT_EXEC)
-            run.transcript.note(f"sends {signal_name(sig)} (signal {sig}) to COMMAND")
-            kill(pid, sig, exits)
-            expect_death_status(sig, jail.warden.finished(run),
-                                hint="exec COMMAND, or exit with 128+WTERMSIG(status) when it was "
-                                     "killed (wait(2))")
+    signal_status_check(trial, start_jailed(trial), exec_hint=HINT_EXEC,
+                        hint="exec COMMAND, or exit with 128+WTERMSIG(status) when it was "
+                             "killed (wait(2))")

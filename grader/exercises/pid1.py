@@ -40,6 +40,7 @@ the sources of tini and dumb-init.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -47,10 +48,11 @@ import time
 
 from .. import observe
 from ..engine import Exercise, Trial
-from ..exits import OTHER_SIGNALS, USUAL_SIGNALS, drawn_exit, expect_death_status, expect_status_of, kill, waiting
+from ..exits import drawn_exit, expect_status_of
 from ..feedback import Fail, Timeout
 from ..hooks import as_pid1
-from ..session import Session, signal_name
+from ..session import START, Session, signal_name
+from ..status import exit_code_check, signal_status_check
 
 exercise = Exercise("pid1", "an init that reaps")
 
@@ -65,7 +67,7 @@ HINT_REAP = ("every child that ends must be waited for, not only COMMAND: loop o
              "as tini does (lessons/05-pid.ipynb)")
 
 
-def solution_of(run: Session, timeout: float = 5) -> int | None:
+def solution_of(run: Session, timeout: float = START) -> int | None:
     """The solution's PID: the child of the process that as_pid1 leaves between it and the sandbox."""
     middle = run.solution_pid(timeout)
     deadline = time.monotonic() + timeout
@@ -78,14 +80,20 @@ def solution_of(run: Session, timeout: float = 5) -> int | None:
 
 
 def start_holding(trial: Trial, before: str = "") -> tuple[Session, int, int]:
-    """Start the solution with a COMMAND that runs BEFORE, says "ready TAG", waits for a line.
+    """Start the solution with a COMMAND that runs BEFORE, says "ready TAG", and pauses.
 
-    Returns the run, the solution's PID and COMMAND's.
+    COMMAND pauses by reading a FIFO of its own (pause()) until the grader
+    writes a line into it (go_on()): nothing is typed on the terminal, so an
+    init that gives COMMAND no standard input, or runs it in a process group
+    of its own, is held the same way.  Returns the run, the solution's PID
+    and COMMAND's.
     """
     tag = f"pid1-{trial.token()}"
-    command = ["/bin/sh", "-c", before + 'echo "ready $0"; read reply; echo "got $reply"', tag]
+    fifo = pause_fifo(trial)
+    command = ["/bin/sh", "-c", f"mkfifo {fifo}; {before}"
+               f'echo "ready $0"; read go < {fifo}; echo "got bye $0"', tag]
     run = trial.run(*command, hook=as_pid1)
-    run.expect(f"ready {tag}", timeout=5, what=f"COMMAND's first line 'ready {tag}'", hint=HINT_EXEC)
+    run.expect(f"ready {tag}", timeout=START, what=f"COMMAND's first line 'ready {tag}'", hint=HINT_EXEC)
     solution = solution_of(run)
     pid = run.find(command) or run.find(tag)
     if solution is None or pid is None:
@@ -94,10 +102,47 @@ def start_holding(trial: Trial, before: str = "") -> tuple[Session, int, int]:
     return run, solution, pid
 
 
+# COMMAND pauses in `read go < FIFO`: a shell's read(2) of a FIFO, which waits for no
+# child (a shell that waits for one reaps every child it has, and a COMMAND that the
+# solution exec'd as PID 1 would then reap the orphans for it).
+PAUSES = "/tmp/pid1-pause-"
+
+
+def pause_fifo(trial: Trial) -> str:
+    """The path of a new FIFO for COMMAND to make (mkfifo) and pause on."""
+    return f"{PAUSES}{trial.token()}"
+
+
+def go_on(run: Session, timeout: float = 5) -> None:
+    """End COMMAND's pause: write a line into the FIFO that COMMAND is reading.
+
+    The FIFO is reached through /proc/PID/root of the sandbox's PID 1 (the
+    same /tmp); a FIFO with no reader refuses a writer that does not wait
+    (ENXIO, fifo(7)), so only the one COMMAND is reading gets the line.
+    """
+    folder, prefix = f"/proc/{run.init_pid}/root{os.path.dirname(PAUSES)}", os.path.basename(PAUSES)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            for name in os.listdir(folder):
+                if not name.startswith(prefix):
+                    continue
+                try:
+                    fd = os.open(f"{folder}/{name}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                except OSError:
+                    continue
+                try:
+                    os.write(fd, b"go\n")
+                    return
+                finally:
+                    os.close(fd)
+        time.sleep(0.02)
+
+
 def release(run: Session) -> None:
-    """Let the holding COMMAND read its line and end; it must still be there to answer."""
-    run.sendline("bye")
-    run.expect("got bye", timeout=5, what="COMMAND's answer 'got bye' to the line the grader typed",
+    """Let the holding COMMAND go on and end; it must still be there to say so."""
+    go_on(run)
+    run.expect("got bye", timeout=5, what="COMMAND's last line 'got bye', once the grader ended its pause",
                hint="COMMAND must run until it ends by itself: the solution stays, as PID 1, "
                     "as long as COMMAND runs")
     run.wait()
@@ -120,7 +165,7 @@ def stat_of(pid: int) -> tuple[str, int] | None:
 def runs_command(trial: Trial) -> None:
     word = f"pid1-{trial.token()}"
     run = trial.run("/bin/echo", word, hook=as_pid1)
-    run.expect(word, timeout=5, what=f"the output of COMMAND '/bin/echo {word}'", hint=HINT_EXEC)
+    run.expect(word, timeout=START, what=f"the output of COMMAND '/bin/echo {word}'", hint=HINT_EXEC)
 
 
 @exercise.check(1, "passes COMMAND's arguments unchanged", needs=[runs_command])
@@ -128,7 +173,7 @@ def arguments_unchanged(trial: Trial) -> None:
     words = [trial.token(), f"two {trial.token(4)}", "*", "", f"-{trial.token(3)}"]
     expected = "".join(f"[{w}]" for w in words)
     run = trial.run("/usr/bin/printf", "[%s]", *words, hook=as_pid1)
-    run.expect(expected, timeout=5, what=f"printf's output {expected!r}",
+    run.expect(expected, timeout=START, what=f"printf's output {expected!r}",
                hint="pass every ARG as its own argument, without a shell in between and without "
                     "parsing options after COMMAND")
 
@@ -163,13 +208,14 @@ def reaps_orphans(trial: Trial) -> None:
     first = [trial.number(2, 4) / 10 for _ in range(3)]
     later = sorted(trial.number(1, 4) / 10 for _ in range(trial.number(2, 3)))
     tag = f"pid1-{trial.token()}"
-    script = (f"for t in {' '.join(map(str, first))}; do (sleep $t &); done; "
-              'echo "ready $0"; read go; '
+    one, two = pause_fifo(trial), pause_fifo(trial)
+    script = (f"mkfifo {one} {two}; for t in {' '.join(map(str, first))}; do (sleep $t &); done; "
+              f'echo "ready $0"; read go < {one}; '
               f"for t in {' '.join(map(str, later))}; do (sleep $t &); done; "
-              'echo "started $0"; read reply; echo "got $reply"')
+              f'echo "started $0"; read go < {two}; echo "got bye $0"')
     command = ["/bin/sh", "-c", script, tag]
     run = trial.run(*command, hook=as_pid1)
-    run.expect(f"ready {tag}", timeout=5, what=f"COMMAND's first line 'ready {tag}'", hint=HINT_EXEC)
+    run.expect(f"ready {tag}", timeout=START, what=f"COMMAND's first line 'ready {tag}'", hint=HINT_EXEC)
     solution, pid = solution_of(run), run.find(command) or run.find(tag)
     if solution is None or pid is None:
         raise Fail("COMMAND printed its first line, but then no process in the sandbox runs it",
@@ -180,7 +226,7 @@ def reaps_orphans(trial: Trial) -> None:
         time.sleep(max(first) + 0.15)
     finally:
         os.kill(solution, signal.SIGCONT)
-    run.sendline("go")
+    go_on(run)
     run.expect(f"started {tag}", timeout=5, what=f"COMMAND's second line 'started {tag}'")
     run.transcript.note(f"COMMAND leaves {len(later)} more orphans, which end after "
                         f"{' '.join(map(str, later))} s; the grader watches for zombies")
@@ -223,7 +269,7 @@ def forwards_signals(trial: Trial) -> None:
     traps = "".join(f'trap "echo got-{signal_name(s)}-$0" {signal_name(s)[3:]}; ' for s in FORWARDED)
     command = ["/bin/sh", "-c", traps + 'echo "ready $0"; while :; do sleep 1 & wait $!; done', tag]
     run = trial.run(*command, hook=as_pid1)
-    run.expect(f"ready {tag}", timeout=5, what=f"COMMAND's first line 'ready {tag}'", hint=HINT_EXEC)
+    run.expect(f"ready {tag}", timeout=START, what=f"COMMAND's first line 'ready {tag}'", hint=HINT_EXEC)
     solution = solution_of(run)
     if solution is None:
         raise Fail("the solution is gone after COMMAND started", hint=HINT_EXEC)
@@ -259,29 +305,17 @@ def forwards_signals(trial: Trial) -> None:
 
 @exercise.check(2, "the exit status is COMMAND's", needs=[runs_command])
 def exit_status(trial: Trial) -> None:
-    exits = trial.watch_exits()
-    command = drawn_exit(f"pid1-{trial.token()}")
-    run = trial.run(*command, hook=as_pid1)
-    pid = run.require(command, HINT_EXEC)
-    expect_status_of(exits.end_of(pid), run.wait(),
-                     hint="exit with WEXITSTATUS of COMMAND's wait status (os.waitstatus_to_exitcode), "
-                          "not with the raw status that waitpid(2) returns")
+    exit_code_check(trial, lambda command: trial.run(*command, hook=as_pid1), exec_hint=HINT_EXEC,
+                    hint="exit with WEXITSTATUS of COMMAND's wait status (os.waitstatus_to_exitcode), "
+                         "not with the raw status that waitpid(2) returns")
 
 
 @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
 def signal_status(trial: Trial) -> None:
-    exits = trial.watch_exits()
-    for pool in (USUAL_SIGNALS, OTHER_SIGNALS):  # the usual ones, and a rarer one
-        sig = int(trial.choice(pool))
-        command = waiting(trial.number(1, 999999))
-        run = trial.run(*command, hook=as_pid1)
-        pid = run.require(command, HINT_EXEC)
-        run.transcript.note(f"sends {signal_name(sig)} (signal {sig}) to COMMAND")
-        kill(pid, sig, exits)
-        expect_death_status(sig, run.wait(),
-                            hint="a child killed by signal N has no exit code: WIFSIGNALED/WTERMSIG "
-                                 "(wait(2)); exit with 128+N.  (PID 1 cannot kill itself with the "
-                                 "same signal.)")
+    signal_status_check(trial, lambda command: trial.run(*command, hook=as_pid1), exec_hint=HINT_EXEC,
+                        hint="a child killed by signal N has no exit code: WIFSIGNALED/WTERMSIG "
+                             "(wait(2)); exit with 128+N.  (PID 1 cannot kill itself with the "
+                             "same signal.)")
 
 
 @exercise.check(1, "exits as soon as COMMAND exits, though orphans still run", needs=[runs_command])

@@ -30,10 +30,11 @@ import time
 
 from .. import observe
 from ..engine import Exercise, Trial
-from ..exits import OTHER_SIGNALS, USUAL_SIGNALS, drawn_exit, expect_death_status, expect_status_of, kill, waiting
 from ..feedback import Fail
-from ..sandbox import Hook, Session, signal_name
+from ..sandbox import Hook, Session
+from ..session import START
 from ..seccomp import HostnameWatch
+from ..status import exit_code_check, signal_status_check
 
 exercise = Exercise("uts", "your own hostname")
 
@@ -55,7 +56,7 @@ def start_sleeping(trial: Trial, hostname: str, then: str = 'echo "done $0"',
     """Start the solution with a sleeping COMMAND; return the run and COMMAND's PID."""
     command = sleeping_command(trial.token(), then)
     run = trial.run(hostname, *command, hook=hook)
-    pid = run.require(command, HINT_EXEC, timeout=3)
+    pid = run.require(command, HINT_EXEC)
     return run, pid
 
 
@@ -82,7 +83,7 @@ def wake(pid: int, timeout: float = 5) -> None:
 def runs_command(trial: Trial) -> None:
     word = f"uts-{trial.token()}"
     run = trial.run(trial.hostname(), "/bin/echo", word)
-    run.expect(word, what=f"the output of COMMAND '/bin/echo {word}'", hint=HINT_EXEC)
+    run.expect(word, timeout=START, what=f"the output of COMMAND '/bin/echo {word}'", hint=HINT_EXEC)
 
 
 @exercise.check(1, "passes COMMAND's arguments unchanged", needs=[runs_command])
@@ -90,7 +91,7 @@ def arguments_unchanged(trial: Trial) -> None:
     words = [trial.token(), f"two {trial.token(4)}", "*", "", f"-{trial.token(3)}"]
     expected = "".join(f"[{w}]" for w in words)
     run = trial.run(trial.hostname(), "/usr/bin/printf", "[%s]", *words)
-    run.expect(expected, what=f"printf's output {expected!r}",
+    run.expect(expected, timeout=START, what=f"printf's output {expected!r}",
                hint="pass every ARG as its own argument, without a shell in between and without "
                     "parsing options after COMMAND: spaces, '*', an empty word and a leading '-' "
                     "must all arrive unchanged")
@@ -177,7 +178,7 @@ def default_shell(trial: Trial) -> None:
     a, b, code = trial.number(100, 999), trial.number(100, 999), trial.number(3, 99)
     run = trial.run(hostname)
     run.sendline(f'case $- in *i*) echo "I{a}+{b}=$(({a}+{b}))";; *) echo "NI{a}+{b}=$(({a}+{b}))";; esac')
-    interactive = run.expect(f"I{a}+{b}={a + b}", f"NI{a}+{b}={a + b}",
+    interactive = run.expect(f"I{a}+{b}={a + b}", f"NI{a}+{b}={a + b}", timeout=START,
                              what="a shell's answer to a command typed on the terminal",
                              hint="with no COMMAND, run /bin/sh, with the terminal as its input") == 0
     if not interactive:
@@ -217,29 +218,12 @@ def is_plain_sh(pid: int) -> bool:
 
 @exercise.check(2, "the exit status is COMMAND's", needs=[runs_command])
 def exit_status(trial: Trial) -> None:
-    exits = trial.watch_exits()
-    command = drawn_exit(f"uts-{trial.token()}")
-    run = trial.run(trial.hostname(), *command)
-    pid = run.require(command, HINT_EXEC)
-    expect_status_of(exits.end_of(pid), run.wait(),
-                     hint="wait for COMMAND and exit with its status (os.waitstatus_to_exitcode, "
-                          "WEXITSTATUS), or simply exec COMMAND in the solution's process")
+    exit_code_check(trial, lambda command: trial.run(trial.hostname(), *command))
 
 
 @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
 def signal_status(trial: Trial) -> None:
-    exits = trial.watch_exits()
-    for pool in (USUAL_SIGNALS, OTHER_SIGNALS):  # the usual ones, and a rarer one
-        sig = int(trial.choice(pool))
-        command = waiting(trial.number(1, 999999))
-        run = trial.run(trial.hostname(), *command)
-        pid = run.require(command, HINT_EXEC)
-        run.transcript.note(f"sends {signal_name(sig)} (signal {sig}) to COMMAND")
-        kill(pid, sig, exits)
-        expect_death_status(sig, run.wait(),
-                            hint="a child killed by signal N has no exit code: WIFSIGNALED/WTERMSIG "
-                                 "(wait(2)); Python's returncode is then -N, and sys.exit(-N) gives "
-                                 "256-N, not 128+N")
+    signal_status_check(trial, lambda command: trial.run(trial.hostname(), *command))
 
 
 def _tty(device: int | None) -> str:

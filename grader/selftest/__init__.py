@@ -1,12 +1,15 @@
 """Self-test: the grader must tell right solutions from wrong ones.
 
-For each exercise NAME, three kinds of solution are graded:
+For each exercise NAME, four kinds of solution are graded:
 
     starter     exercises/NAME                must score 0, each check with a message
     reference   solutions/NAME, and each      must get full marks
                 subfolder of it that holds a
                 solution or a Makefile (the
                 same exercise in other languages)
+    unusual     grader/selftest/NAME/CASE     must get full marks: correct but unusual
+                (listed in unusual.toml)      (another language, util-linux only, slow to
+                                              start, untidy within the contract)
     mutant      grader/selftest/NAME/MUTANT   must fail every check that
                                               grader/selftest/NAME/mutants.toml
                                               lists for it (not judged on a
@@ -16,7 +19,9 @@ For each exercise NAME, three kinds of solution are graded:
 
 A mutant is a realistic wrong solution: one mistake a student makes (the
 right calls in the wrong order, an exit status lost).  If a mutant passes a
-check that should catch its mistake, that check has gone blind.
+check that should catch its mistake, that check has gone blind.  An unusual
+solution meets its contract in a way the references do not; if it loses a
+point, a check asks for more than its sentence says.
 """
 
 from __future__ import annotations
