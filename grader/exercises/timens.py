@@ -36,9 +36,9 @@ import re
 from .. import observe
 from ..clocks import SideBySide, now_in, side_by_side
 from ..engine import Exercise, Trial
-from ..exits import OTHER_SIGNALS, USUAL_SIGNALS, drawn_exit, expect_death_status, expect_status_of, kill, waiting
 from ..feedback import Fail
-from ..sandbox import CAP_SYS_BOOT, CAP_SYS_MODULE, CAP_SYS_RAWIO, Limits, Session, signal_name
+from ..sandbox import CAP_SYS_BOOT, CAP_SYS_MODULE, CAP_SYS_RAWIO, Limits, Session
+from ..status import Start, exit_code_check, signal_status_check
 
 # Writing a time namespace's offsets needs CAP_SYS_TIME: the sandbox keeps it here.
 exercise = Exercise("timens", "a clock of your own (bonus)", namespaces=("time",),
@@ -209,29 +209,18 @@ def realtime_unchanged(trial: Trial) -> None:
                         "(no settimeofday(2), no faked clock_gettime)")
 
 
+def start_timens(trial: Trial) -> Start:
+    """How the status checks start the solution: a fresh SECONDS, then COMMAND."""
+    return lambda command: trial.run(str(draw_seconds(trial, "small")), *command)
+
+
 @exercise.check(1, "the exit status is COMMAND's", needs=[runs_command])
 def exit_status(trial: Trial) -> None:
     """The exit status of solution is COMMAND's."""
-    exits = trial.watch_exits()
-    command = drawn_exit(f"timens-{trial.token()}")
-    run = trial.run(str(draw_seconds(trial, "small")), *command)
-    pid = run.require(command, HINT_EXEC)
-    expect_status_of(exits.end_of(pid), run.wait(),
-                     hint="wait for COMMAND and exit with its status (os.waitstatus_to_exitcode, "
-                          "WEXITSTATUS)")
+    exit_code_check(trial, start_timens(trial))
 
 
 @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
 def signal_status(trial: Trial) -> None:
     """The exit status of solution is COMMAND's (128+N if COMMAND was killed by signal N)."""
-    exits = trial.watch_exits()
-    for pool in (USUAL_SIGNALS, OTHER_SIGNALS):  # the usual ones, and a rarer one
-        sig = int(trial.choice(pool))
-        command = waiting(trial.number(1, 999999))
-        run = trial.run(str(draw_seconds(trial, "small")), *command)
-        pid = run.require(command, HINT_EXEC)
-        run.transcript.note(f"sends {signal_name(sig)} (signal {sig}) to COMMAND")
-        kill(pid, sig, exits)
-        expect_death_status(sig, run.wait(),
-                            hint="a child killed by signal N has no exit code: WIFSIGNALED/WTERMSIG "
-                                 "(wait(2)); exit with 128+N (Python's returncode is then -N)")
+    signal_status_check(trial, start_timens(trial))

@@ -14,8 +14,6 @@ For each exercise NAME, four kinds of solution are graded:
                                               grader/selftest/NAME/mutants.toml
                                               lists for it (not judged on a
                                               kernel older than its "kernel")
-    unusual     grader/selftest/NAME/CASE     correct, but not as the references
-                (listed in unusual.toml)      are: must get full marks
 
 A mutant is a realistic wrong solution: one mistake a student makes (the
 right calls in the wrong order, an exit status lost).  If a mutant passes a
