@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,7 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run as root: solutions run as root inside namespaces of their own.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    sub.add_parser("list", help="list the exercises and their points")
+    p = sub.add_parser("list", help="list the exercises and their points",
+                       description="List the exercises; with --checks, each check of EXERCISE "
+                                   "with the sentence of EXERCISES.md it judges and how.")
+    p.add_argument("--checks", metavar="EXERCISE", action="append", default=[],
+                   help="show the checks of EXERCISE: points, the contract's sentence, how it is "
+                        "observed (may be given more than once)")
 
     p = sub.add_parser("check", help="grade a workspace, or a whole class",
                        description="Grade the exercises of a workspace (default: the kit's "
@@ -94,8 +100,24 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .exercises import all_exercises
     from .report import num
 
-    rows = [(e.name, e.title, len(e.checks), num(e.max_score)) for e in all_exercises().values()]
-    table(["exercise", "title", "checks", "points"], rows)
+    known = all_exercises()
+    unknown = [n for n in args.checks if n not in known]
+    if unknown:
+        raise UsageError(f"unknown exercise {', '.join(unknown)} (known: {', '.join(known)})")
+    if not args.checks:
+        rows = [(e.name, e.title, len(e.checks), num(e.max_score)) for e in known.values()]
+        table(["exercise", "title", "checks", "points"], rows)
+        return EXIT_PASSED
+    for name in dict.fromkeys(args.checks):
+        exercise = known[name]
+        print(f"{exercise.name}: {exercise.title} ({num(exercise.max_score)} points)\n")
+        for check in exercise.checks:
+            print(f"  {check.name} ({num(check.points)}): {check.title}")
+            print(textwrap.fill(f"contract: \"{check.contract}\"", 96, initial_indent="    ",
+                                subsequent_indent="      "))
+            print(textwrap.fill(f"observed: {check.how}", 96, initial_indent="    ",
+                                subsequent_indent="      "))
+            print()
     return EXIT_PASSED
 
 

@@ -30,6 +30,7 @@ holds a Makefile): a folder that is missing, or has no executable
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import random
 import shutil
@@ -64,8 +65,23 @@ class Check:
     def name(self) -> str:
         return self.fn.__name__
 
+    @property
+    def contract(self) -> str:
+        """The sentence of EXERCISES.md the check judges: the first paragraph of its docstring."""
+        return _paragraphs(self.fn.__doc__)[0].strip('"') if self.fn.__doc__ else ""
+
+    @property
+    def how(self) -> str:
+        """How the check observes it: the rest of its docstring."""
+        return "\n\n".join(_paragraphs(self.fn.__doc__)[1:]) if self.fn.__doc__ else ""
+
     def __repr__(self) -> str:
         return f"<Check {self.name} ({self.points:g} points)>"
+
+
+def _paragraphs(doc: str) -> list[str]:
+    """A docstring's paragraphs, each on one line."""
+    return [" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n") if p.strip()] or [""]
 
 
 class Exercise:

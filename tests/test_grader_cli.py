@@ -31,6 +31,45 @@ def test_list_names_the_exercises_with_their_points():
     assert "uts" in out.stdout and "your own hostname" in out.stdout
 
 
+def _plain(text: str) -> str:
+    """Contract text without markdown and line breaks: "`solution` is **X**" -> "solution is X"."""
+    return " ".join(text.replace("`", "").replace("**", "").split())
+
+
+CONTRACT_EXERCISES = ("uts", "escape", "jail", "pid1")
+
+
+@pytest.mark.parametrize("name", CONTRACT_EXERCISES)
+def test_list_checks_shows_each_check_with_the_sentence_of_the_contract_it_judges(name):
+    import inspect
+
+    from grader import status
+    from grader.exercises import all_exercises
+
+    exercise = all_exercises()[name]
+    out = grader("list", "--checks", name)
+    assert out.returncode == 0, out.stderr
+    shown = " ".join(out.stdout.split())
+    # The contract: the exercise module's docstring (EXERCISES.md's section, verbatim),
+    # the shared definition of the exit status (grader/status.py), and EXERCISES.md
+    # itself where the machine has it.
+    contract = _plain(inspect.getmodule(exercise.checks[0].fn).__doc__ + status.__doc__)
+    shared = Path("/work/shared/EXERCISES.md")
+    if shared.exists():
+        contract += " " + _plain(shared.read_text())
+    for check in exercise.checks:
+        assert check.contract and check.how, f"{name}.{check.name} has no contract sentence or how"
+        for part in check.contract.split("..."):  # "..." leaves out words between the parts
+            assert _plain(part).strip(" ;:,") in contract, (check.name, part)
+        assert f"{check.name} (" in shown and _plain(check.contract)[:60] in shown, check.name
+        assert " ".join(check.how.split())[:60] in shown, check.name
+
+
+def test_list_checks_of_an_unknown_exercise_is_a_usage_error():
+    out = grader("list", "--checks", "nope")
+    assert out.returncode == 2 and "unknown exercise nope" in out.stderr
+
+
 def test_the_reference_solutions_get_full_marks_and_exit_0():
     out = grader("check", "uts", "--student", str(KIT / "solutions"), "--format", "json")
     assert out.returncode == 0, out.stdout + out.stderr

@@ -170,6 +170,14 @@ HINT_ESCAPE = ("chroot(2) changes where \"/\" starts for one process, nothing el
 
 @exercise.check(4, "prints the contents of the file PATH outside the jail")
 def prints_secret(trial: Trial) -> None:
+    """"solution must print that file's contents to standard output"
+
+    The file's contents (random, written from outside after the sandbox is
+    up, at a random path outside the jail) must appear on standard output,
+    the terminal; standard error goes to a file of the sandbox's and does
+    not count.  The solution may take its time (up to 15 s) and leave
+    anything behind.
+    """
     with Escape(trial) as run:
         ended = "it did not end"
         with contextlib.suppress(Timeout):  # whether it ends is exits_zero's question
@@ -185,6 +193,11 @@ def prints_secret(trial: Trial) -> None:
 
 @exercise.check(1, "exits with status 0", needs=[prints_secret])
 def exits_zero(trial: Trial) -> None:
+    """"... and exit 0."
+
+    The solution's exit status, as the warden that started it saw it with
+    waitpid(2), is 0.
+    """
     with Escape(trial) as run:
         ended = run.finished()
         if ended.status != 0:

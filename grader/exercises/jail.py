@@ -2,7 +2,7 @@
 
     solution ROOTFS COMMAND [ARG...]
 
-    Run COMMAND with ROOTFS (a directory holding a small root file system,
+    Run COMMAND with ROOTFS (a directory holding a small root filesystem,
     e.g. static busybox) as its root directory, using a new mount namespace
     and pivot_root(2), not chroot(2) alone. Inside, /proc is a fresh proc
     mount, and the old root is unmounted and detached: no mount entry shows
@@ -63,7 +63,7 @@ from labkit import jail as labjail
 from labkit import mount as mounts
 from labkit import syscalls
 
-from .. import observe
+from .. import observe, pause
 from ..engine import Exercise, Trial
 from ..exits import SHELL_RANDOM
 from ..feedback import Fail
@@ -107,12 +107,14 @@ class Jail:
         self.outside = f"/tmp/{token(6)}/outside-{token(6)}"
         self.outside_text = f"outside-{token(16)}"
         self.tag = f"jail-{token()}"
+        self.fifo = f"/.pause-{token()}"  # in ROOTFS: where COMMAND pauses (grader/pause.py)
         self.warden = Warden(prepare=self._prepare)
         self.run: Session | None = None
         self.command_pid: int | None = None
 
     def _prepare(self, argv: list[str]) -> None:
         labjail.build_busybox_rootfs(self.rootfs)
+        os.mkfifo(self.rootfs + self.fifo, 0o600)
         os.makedirs(os.path.dirname(self.outside))
         with open(self.outside, "w") as f:
             f.write(self.outside_text)
@@ -135,8 +137,13 @@ class Jail:
         return self.run
 
     def hold(self, before: str = "") -> int:
-        """Start a COMMAND that runs BEFORE, says ready and waits for a line; return its PID."""
-        command = ["/bin/sh", "-c", before + 'echo "ready $0"; read reply; echo "got $reply"', self.tag]
+        """Start a COMMAND that runs BEFORE, says ready and pauses on a FIFO; return its PID.
+
+        The FIFO is in ROOTFS, made by the grader; COMMAND's terminal is not
+        read (the contract says nothing of COMMAND's standard input).
+        """
+        command = ["/bin/sh", "-c", before + f'echo "ready $0"; {pause.pause(self.fifo)}; echo "got bye $0"',
+                   self.tag]
         run = self.start(*command)
         self.expect(f"ready {self.tag}", what=f"COMMAND's first line 'ready {self.tag}'")
         self.command_pid = run.find(command) or run.find(self.tag)
@@ -150,7 +157,7 @@ class Jail:
 
     def release(self) -> None:
         """Let the holding COMMAND end, and wait for the solution."""
-        self.run.sendline("bye")
+        pause.go_on(lambda: [in_sandbox(self.warden, self.rootfs + self.fifo)])
         self.warden.finished(self.run)
 
     def close(self) -> None:
@@ -167,6 +174,11 @@ class Jail:
 
 @exercise.check(1, "runs COMMAND")
 def runs_command(trial: Trial) -> None:
+    """"Run COMMAND with ROOTFS ... as its root directory"
+
+    COMMAND runs at all: /bin/echo of ROOTFS (busybox) with a random word,
+    which must appear on the terminal.
+    """
     with Jail(trial) as jail:
         jail.start("/bin/echo", jail.tag)
         jail.expect(jail.tag, what=f"the output of COMMAND '/bin/echo {jail.tag}'")
@@ -174,6 +186,11 @@ def runs_command(trial: Trial) -> None:
 
 @exercise.check(1, "passes COMMAND's arguments unchanged", needs=[runs_command])
 def arguments_unchanged(trial: Trial) -> None:
+    """"solution ROOTFS COMMAND [ARG...]"
+
+    Each ARG reaches COMMAND as it is: printf(1) prints random words, one
+    with a space, "*", an empty word and one starting with "-".
+    """
     words = [trial.token(), f"two {trial.token(4)}", "*", "", f"-{trial.token(3)}"]
     expected = "".join(f"[{w}]" for w in words)
     with Jail(trial) as jail:
@@ -184,6 +201,11 @@ def arguments_unchanged(trial: Trial) -> None:
 
 @exercise.check(2, "COMMAND's root directory is ROOTFS", needs=[runs_command])
 def root_is_rootfs(trial: Trial) -> None:
+    """"Run COMMAND with ROOTFS (a directory holding a small root filesystem, e.g. static busybox) as its root directory"
+
+    /proc/PID/root of COMMAND (a busybox shell that pauses) is the ROOTFS
+    directory (same device and inode), seen from outside.
+    """
     with Jail(trial) as jail:
         pid = jail.hold()
         inside = same_file(f"/proc/{pid}/root", jail.rootfs_id)
@@ -197,6 +219,10 @@ def root_is_rootfs(trial: Trial) -> None:
 
 @exercise.check(1, "COMMAND runs in a new mount namespace", needs=[runs_command])
 def new_mount_namespace(trial: Trial) -> None:
+    """"using a new mount namespace and pivot_root(2), not chroot(2) alone."
+
+    COMMAND's /proc/PID/ns/mnt differs from the caller's (the warden's).
+    """
     with Jail(trial) as jail:
         pid = jail.hold()
         inside = observe.namespace(pid, "mnt")
@@ -212,6 +238,13 @@ def new_mount_namespace(trial: Trial) -> None:
 @exercise.check(2, "ROOTFS is the root of the mount namespace (pivot_root, not chroot)",
                 needs=[runs_command])
 def pivot_not_chroot(trial: Trial) -> None:
+    """"using a new mount namespace and pivot_root(2), not chroot(2) alone."
+
+    A child of the grader joins COMMAND's mount namespace (setns(2) lands at
+    the namespace's root mount, which pivot_root moves and chroot does not):
+    that root is ROOTFS, and COMMAND's own /proc/PID/mountinfo has that same
+    mount at "/".
+    """
     with Jail(trial) as jail:
         pid = jail.hold()
         view = namespace_view(pid)
@@ -243,6 +276,12 @@ def pivot_not_chroot(trial: Trial) -> None:
 
 @exercise.check(1, "/proc inside is a fresh proc mount", needs=[runs_command])
 def fresh_proc(trial: Trial) -> None:
+    """"Inside, /proc is a fresh proc mount"
+
+    COMMAND's mount table has a proc at /proc whose device number (its own
+    super block, Linux 5.8) no proc of the host has; a bind of the host's
+    /proc shares the host's.
+    """
     with Jail(trial) as jail:
         pid = jail.hold()
         table = [mounts.parse_mountinfo_line(line) for line in observe.mountinfo(pid)]
@@ -262,6 +301,14 @@ def fresh_proc(trial: Trial) -> None:
 @exercise.check(2, "the old root is unmounted and detached, and nothing leads back to it",
                 needs=[runs_command])
 def old_root_detached(trial: Trial) -> None:
+    """"the old root is unmounted and detached: no mount entry shows it, no path under / leads to it"
+
+    No mount of COMMAND's namespace (mountinfo, and listmount(2) where the
+    kernel has it) shows the host's files outside ROOTFS; no directory
+    descriptor COMMAND holds, and not its working directory, leads out by
+    "..".  Seen by a child of the grader that takes COMMAND's place
+    (nsenter --mount --root --wd).
+    """
     with Jail(trial) as jail:
         pid = jail.hold()
         view, inside = namespace_view(pid), look_from_inside(pid, jail.outside)
@@ -302,6 +349,12 @@ def old_root_detached(trial: Trial) -> None:
 
 @exercise.check(2, "the escape of exercise 2 fails in the jail", needs=[runs_command])
 def escape_fails(trial: Trial) -> None:
+    """"and the escape of exercise 2 fails."
+
+    A child of the grader takes COMMAND's mount namespace, root and working
+    directory, does exercise 2's escape (mkdir, chroot, climb, chroot ".")
+    and tries to read a random file that exists only outside ROOTFS.
+    """
     with Jail(trial) as jail:
         pid = jail.hold()
         inside = look_from_inside(pid, jail.outside)
@@ -319,6 +372,11 @@ def escape_fails(trial: Trial) -> None:
 
 @exercise.check(1, "mounts made inside do not appear on the host", needs=[runs_command])
 def mounts_stay_inside(trial: Trial) -> None:
+    """"Mounts made inside do not appear on the host"
+
+    COMMAND mounts a tmpfs with a random source name; COMMAND's mount table
+    has it, the host's (the warden's /proc/PID/mountinfo) does not.
+    """
     with Jail(trial) as jail:
         source = f"nslab-{trial.token()}"
         pid = jail.hold(f"mount -t tmpfs {source} /tmp; ")
@@ -338,6 +396,11 @@ def mounts_stay_inside(trial: Trial) -> None:
 
 @exercise.check(1, "the host's mount table is unchanged", needs=[runs_command])
 def host_mounts_unchanged(trial: Trial) -> None:
+    """"and the host's mount table is unchanged."
+
+    The host's mount table (the warden's, mount IDs left out) after the
+    solution is the one before it.
+    """
     with Jail(trial) as jail:
         jail.hold(f"mount -t tmpfs nslab-{trial.token()} /tmp; ")
         jail.release()
@@ -361,6 +424,12 @@ def start_jailed(trial: Trial) -> Callable[[list[str]], Started]:
 
 @exercise.check(1, "the exit status is COMMAND's", needs=[runs_command])
 def exit_status(trial: Trial) -> None:
+    """"The exit status of solution is COMMAND's."
+
+    grader/status.py: COMMAND exits with a code it draws itself (busybox's
+    $RANDOM); the kernel reports how it ended; the solution's status must be
+    that code.
+    """
     exit_code_check(trial, start_jailed(trial), random=SHELL_RANDOM, exec_hint=HINT_EXEC,
                     hint="exec COMMAND in the jailed process (os.execvp), or wait for it and "
                          "exit with its status")
@@ -368,6 +437,11 @@ def exit_status(trial: Trial) -> None:
 
 @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
 def signal_status(trial: Trial) -> None:
+    """"or 128+N if COMMAND was killed by signal N (as a shell reports it; a solution that execs COMMAND and so dies by the same signal meets this too)."
+
+    grader/status.py: the grader kills COMMAND with a usual signal, then a
+    rarer one; the solution's status must be 128+N, or death by N.
+    """
     signal_status_check(trial, start_jailed(trial), exec_hint=HINT_EXEC,
                         hint="exec COMMAND, or exit with 128+WTERMSIG(status) when it was "
                              "killed (wait(2))")

@@ -46,7 +46,7 @@ import re
 import signal
 import time
 
-from .. import observe
+from .. import observe, pause
 from ..engine import Exercise, Trial
 from ..exits import drawn_exit, expect_status_of
 from ..feedback import Fail, Timeout
@@ -88,7 +88,7 @@ def start_holding(trial: Trial, before: str = "") -> tuple[Session, int, int]:
     tag = f"pid1-{trial.token()}"
     fifo = pause_fifo(trial)
     command = ["/bin/sh", "-c", f"mkfifo {fifo}; {before}"
-               f'echo "ready $0"; read go < {fifo}; echo "got bye $0"', tag]
+               f'echo "ready $0"; {pause.pause(fifo)}; echo "got bye $0"', tag]
     run = trial.run(*command, hook=as_pid1)
     run.expect(f"ready {tag}", timeout=START, what=f"COMMAND's first line 'ready {tag}'", hint=HINT_EXEC)
     solution = solution_of(run)
@@ -99,9 +99,7 @@ def start_holding(trial: Trial, before: str = "") -> tuple[Session, int, int]:
     return run, solution, pid
 
 
-# COMMAND pauses in `read go < FIFO`: a shell's read(2) of a FIFO, which waits for no
-# child (a shell that waits for one reaps every child it has, and a COMMAND that the
-# solution exec'd as PID 1 would then reap the orphans for it).
+# COMMAND pauses on FIFOs it makes itself in /tmp (grader/pause.py).
 PAUSES = "/tmp/pid1-pause-"
 
 
@@ -110,30 +108,15 @@ def pause_fifo(trial: Trial) -> str:
     return f"{PAUSES}{trial.token()}"
 
 
-def go_on(run: Session, timeout: float = 5) -> None:
-    """End COMMAND's pause: write a line into the FIFO that COMMAND is reading.
+def go_on(run: Session) -> None:
+    """End COMMAND's pause, through the sandbox's /tmp (/proc/PID/root of its PID 1)."""
+    folder = f"/proc/{run.init_pid}/root{os.path.dirname(PAUSES)}"
 
-    The FIFO is reached through /proc/PID/root of the sandbox's PID 1 (the
-    same /tmp); a FIFO with no reader refuses a writer that does not wait
-    (ENXIO, fifo(7)), so only the one COMMAND is reading gets the line.
-    """
-    folder, prefix = f"/proc/{run.init_pid}/root{os.path.dirname(PAUSES)}", os.path.basename(PAUSES)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def fifos() -> list[str]:
         with contextlib.suppress(OSError):
-            for name in os.listdir(folder):
-                if not name.startswith(prefix):
-                    continue
-                try:
-                    fd = os.open(f"{folder}/{name}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-                except OSError:
-                    continue
-                try:
-                    os.write(fd, b"go\n")
-                    return
-                finally:
-                    os.close(fd)
-        time.sleep(0.02)
+            return [f"{folder}/{n}" for n in os.listdir(folder) if f"/tmp/{n}".startswith(PAUSES)]
+        return []
+    pause.go_on(fifos)
 
 
 def release(run: Session) -> None:
@@ -149,6 +132,11 @@ def release(run: Session) -> None:
 
 @exercise.check(1, "runs COMMAND")
 def runs_command(trial: Trial) -> None:
+    """"start COMMAND as its child;"
+
+    COMMAND runs at all: /bin/echo with a random word, which must appear on
+    the terminal.
+    """
     word = f"pid1-{trial.token()}"
     run = trial.run("/bin/echo", word, hook=as_pid1)
     run.expect(word, timeout=START, what=f"the output of COMMAND '/bin/echo {word}'", hint=HINT_EXEC)
@@ -156,6 +144,11 @@ def runs_command(trial: Trial) -> None:
 
 @exercise.check(1, "passes COMMAND's arguments unchanged", needs=[runs_command])
 def arguments_unchanged(trial: Trial) -> None:
+    """"solution COMMAND [ARG...]"
+
+    Each ARG reaches COMMAND as it is: printf(1) prints random words, one
+    with a space, "*", an empty word and one starting with "-".
+    """
     words = [trial.token(), f"two {trial.token(4)}", "*", "", f"-{trial.token(3)}"]
     expected = "".join(f"[{w}]" for w in words)
     run = trial.run("/usr/bin/printf", "[%s]", *words, hook=as_pid1)
@@ -166,6 +159,14 @@ def arguments_unchanged(trial: Trial) -> None:
 
 @exercise.check(2, "COMMAND runs as a child of the solution", needs=[runs_command])
 def command_is_child(trial: Trial) -> None:
+    """"start COMMAND as its child;"
+
+    The kernel says whose child COMMAND is: its PPid in /proc/PID/status,
+    read from outside while COMMAND pauses (on a FIFO of its own, not on the
+    terminal), is the solution's PID, and the solution is PID 1 of its
+    namespace (the last NSpid).  COMMAND's process group, session and
+    standard input are the solution's choice.
+    """
     run, solution, pid = start_holding(trial)
     parent = observe.status_field(pid, "PPid")
     nspid = (observe.status_field(solution, "NSpid") or "").split()
@@ -186,6 +187,14 @@ def command_is_child(trial: Trial) -> None:
 @exercise.check(3, "reaps every child, orphans too: no zombie lives more than 1 s",
                 needs=[runs_command])
 def reaps_orphans(trial: Trial) -> None:
+    """"reap every process that ends up as its child, including orphans reparented to it, so that no zombie lives for more than one second;"
+
+    COMMAND leaves orphans ((sleep T &)) in two batches, the first ending
+    while the grader holds the solution stopped (their SIGCHLDs arrive as
+    one).  The grader reads the state of every process below the solution
+    (/proc/PID/stat) every 20 ms: none but COMMAND's own children may stay
+    in state Z for more than one second.
+    """
     # Two batches of orphans: COMMAND's subshells exit at once, so their sleeps are
     # reparented to PID 1.  The first batch ends while the grader holds the solution
     # stopped (SIGSTOP, which an ancestor namespace may send to a PID 1): their
@@ -196,9 +205,9 @@ def reaps_orphans(trial: Trial) -> None:
     tag = f"pid1-{trial.token()}"
     one, two = pause_fifo(trial), pause_fifo(trial)
     script = (f"mkfifo {one} {two}; for t in {' '.join(map(str, first))}; do (sleep $t &); done; "
-              f'echo "ready $0"; read go < {one}; '
+              f'echo "ready $0"; {pause.pause(one)}; '
               f"for t in {' '.join(map(str, later))}; do (sleep $t &); done; "
-              f'echo "started $0"; read go < {two}; echo "got bye $0"')
+              f'echo "started $0"; {pause.pause(two)}; echo "got bye $0"')
     command = ["/bin/sh", "-c", script, tag]
     run = trial.run(*command, hook=as_pid1)
     run.expect(f"ready {tag}", timeout=START, what=f"COMMAND's first line 'ready {tag}'", hint=HINT_EXEC)
@@ -227,6 +236,12 @@ def reaps_orphans(trial: Trial) -> None:
 @exercise.check(3, "forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to COMMAND",
                 needs=[runs_command])
 def forwards_signals(trial: Trial) -> None:
+    """"forward SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 that it receives to COMMAND;"
+
+    The grader sends the six signals, in random order, to the solution's
+    PID, never to COMMAND; COMMAND (a shell) traps each and prints a line
+    naming it.  Points in proportion to the signals that arrive.
+    """
     tag = f"pid1-{trial.token()}"
     command = trapping_command(tag)
     run = trial.run(*command, hook=as_pid1)
@@ -248,6 +263,11 @@ def forwards_signals(trial: Trial) -> None:
 
 @exercise.check(2, "the exit status is COMMAND's", needs=[runs_command])
 def exit_status(trial: Trial) -> None:
+    """"when COMMAND exits, exit with COMMAND's exit status"
+
+    grader/status.py: COMMAND exits with a code it draws itself; the kernel
+    reports how it ended; the solution's status must be that code.
+    """
     exit_code_check(trial, lambda command: trial.run(*command, hook=as_pid1), exec_hint=HINT_EXEC,
                     hint="exit with WEXITSTATUS of COMMAND's wait status (os.waitstatus_to_exitcode), "
                          "not with the raw status that waitpid(2) returns")
@@ -255,6 +275,11 @@ def exit_status(trial: Trial) -> None:
 
 @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
 def signal_status(trial: Trial) -> None:
+    """"or with 128+N if COMMAND was killed by signal N."
+
+    grader/status.py: the grader kills COMMAND with a usual signal, then a
+    rarer one; the solution's status must be 128+N.
+    """
     signal_status_check(trial, lambda command: trial.run(*command, hook=as_pid1), exec_hint=HINT_EXEC,
                         hint="a child killed by signal N has no exit code: WIFSIGNALED/WTERMSIG "
                              "(wait(2)); exit with 128+N.  (PID 1 cannot kill itself with the "
@@ -263,6 +288,12 @@ def signal_status(trial: Trial) -> None:
 
 @exercise.check(1, "exits as soon as COMMAND exits, though orphans still run", needs=[runs_command])
 def exits_with_command(trial: Trial) -> None:
+    """"when COMMAND exits, exit with COMMAND's exit status"
+
+    COMMAND leaves an orphan that sleeps 60 s and exits with a code it
+    draws: the solution must end within 3 s of COMMAND's end (not wait for
+    the orphan), with that code.
+    """
     exits = trial.watch_exits()
     command = drawn_exit(f"pid1-{trial.token()}")
     command[2] = "(sleep 60 &); " + command[2]

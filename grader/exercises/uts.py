@@ -81,6 +81,11 @@ def wake(pid: int, timeout: float = 5) -> None:
 
 @exercise.check(1, "runs COMMAND")
 def runs_command(trial: Trial) -> None:
+    """"Run COMMAND (default: an interactive /bin/sh) in a new UTS namespace whose hostname is HOSTNAME."
+
+    COMMAND runs at all: COMMAND is /bin/echo with a random word, which must
+    appear on the terminal (the contract makes COMMAND's output the caller's).
+    """
     word = f"uts-{trial.token()}"
     run = trial.run(trial.hostname(), "/bin/echo", word)
     run.expect(word, timeout=START, what=f"the output of COMMAND '/bin/echo {word}'", hint=HINT_EXEC)
@@ -88,6 +93,12 @@ def runs_command(trial: Trial) -> None:
 
 @exercise.check(1, "passes COMMAND's arguments unchanged", needs=[runs_command])
 def arguments_unchanged(trial: Trial) -> None:
+    """"solution HOSTNAME [COMMAND [ARG...]]"
+
+    Each ARG reaches COMMAND as it is: printf(1) prints random words, one
+    with a space, "*", an empty word and one starting with "-", each in
+    brackets, on the terminal.
+    """
     words = [trial.token(), f"two {trial.token(4)}", "*", "", f"-{trial.token(3)}"]
     expected = "".join(f"[{w}]" for w in words)
     run = trial.run(trial.hostname(), "/usr/bin/printf", "[%s]", *words)
@@ -99,6 +110,12 @@ def arguments_unchanged(trial: Trial) -> None:
 
 @exercise.check(2, "COMMAND runs in a new UTS namespace", needs=[runs_command])
 def new_uts_namespace(trial: Trial) -> None:
+    """"Run COMMAND ... in a new UTS namespace"
+
+    COMMAND (a shell that sleeps, found by its random argument vector) has
+    another /proc/PID/ns/uts than the caller (the sandbox's PID 1), read
+    from outside while it runs.
+    """
     run, pid = start_sleeping(trial, trial.hostname())
     inside, outside = observe.namespace(pid, "uts"), observe.namespace(run.init_pid, "uts")
     if inside == outside:
@@ -111,6 +128,11 @@ def new_uts_namespace(trial: Trial) -> None:
 
 @exercise.check(2, "the hostname in COMMAND's namespace is HOSTNAME", needs=[runs_command])
 def hostname_is_set(trial: Trial) -> None:
+    """"... in a new UTS namespace whose hostname is HOSTNAME."
+
+    The hostname of COMMAND's UTS namespace, read from outside by
+    nsenter --uts hostname while COMMAND runs, is the random HOSTNAME.
+    """
     hostname = trial.hostname()
     _, pid = start_sleeping(trial, hostname)
     seen = observe.hostname(pid)
@@ -122,6 +144,14 @@ def hostname_is_set(trial: Trial) -> None:
 
 @exercise.check(2, "the caller's hostname never changes", needs=[runs_command])
 def caller_hostname_unchanged(trial: Trial) -> None:
+    """"The hostname of the caller's UTS namespace is never changed."
+
+    Read from outside (nsenter) while COMMAND runs, and every call that sets
+    a hostname to another name in the caller's UTS namespace, reported by
+    the kernel as it happens (seccomp user notification, grader/seccomp.py),
+    so that a change put back at once counts too.  Setting the same name is
+    no change.
+    """
     # Read now and then, the caller's hostname would not show a change undone at
     # once (set it, unshare, which copies it, put it back): the kernel hands the
     # grader every call that sets a hostname, as it happens (grader/seccomp.py).
@@ -139,7 +169,7 @@ def caller_hostname_unchanged(trial: Trial) -> None:
     if seen != run.box.hostname:
         raise Fail("the hostname changed outside, in the caller's UTS namespace",
                    expected=f"the caller's hostname stays {run.box.hostname}", seen=seen, hint=hint)
-    outside = [c for c in watch.changes if c.namespace == caller]
+    outside = [c for c in watch.changes if c.namespace == caller and c.name != run.box.hostname]
     if outside:
         change = outside[0]
         raise Fail("the hostname was set in the caller's UTS namespace, even if it was put back "
@@ -150,6 +180,12 @@ def caller_hostname_unchanged(trial: Trial) -> None:
 
 @exercise.check(2, "COMMAND's input, output and terminal are the caller's", needs=[runs_command])
 def stdio_is_callers_terminal(trial: Trial) -> None:
+    """"COMMAND's standard input, output and terminal are the caller's."
+
+    COMMAND's descriptors 0 and 1 are the grader's pty (/proc/PID/fd);
+    a line typed on the terminal reaches COMMAND, whose answer comes back;
+    its controlling terminal (tty_nr of /proc/PID/stat) is the pty.
+    """
     run, pid = start_sleeping(trial, trial.hostname(), then='read reply; echo "got $reply"')
     fds = {fd: observe.fd_device(pid, fd) for fd in (0, 1)}  # the contract: input and output
     seen = ", ".join(f"{fd}: {observe.fd_target(pid, fd)}" for fd in fds)
@@ -174,6 +210,13 @@ def stdio_is_callers_terminal(trial: Trial) -> None:
 
 @exercise.check(2, "the default COMMAND is an interactive /bin/sh on the caller's terminal")
 def default_shell(trial: Trial) -> None:
+    """"Run COMMAND (default: an interactive /bin/sh) in a new UTS namespace whose hostname is HOSTNAME."
+
+    With no COMMAND: a line typed on the terminal is answered by an
+    interactive shell ($- holds i); the process is /bin/sh itself
+    (/proc/PID/exe), in a new UTS namespace named HOSTNAME (read from
+    outside); after "exit N" the solution's status is N.
+    """
     hostname = trial.hostname()
     a, b, code = trial.number(100, 999), trial.number(100, 999), trial.number(3, 99)
     run = trial.run(hostname)
@@ -218,11 +261,21 @@ def is_plain_sh(pid: int) -> bool:
 
 @exercise.check(2, "the exit status is COMMAND's", needs=[runs_command])
 def exit_status(trial: Trial) -> None:
+    """"The exit status of solution is COMMAND's exit status."
+
+    grader/status.py: COMMAND exits with a code it draws itself; the kernel
+    reports how it ended; the solution's status must be that code.
+    """
     exit_code_check(trial, lambda command: trial.run(trial.hostname(), *command))
 
 
 @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
 def signal_status(trial: Trial) -> None:
+    """"or 128+N if COMMAND was killed by signal N (as a shell reports it; a solution that execs COMMAND and so dies by the same signal meets this too)."
+
+    grader/status.py: the grader kills COMMAND with a usual signal, then a
+    rarer one; the solution's status must be 128+N, or death by N.
+    """
     signal_status_check(trial, lambda command: trial.run(trial.hostname(), *command))
 
 
