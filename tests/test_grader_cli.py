@@ -36,7 +36,7 @@ def _plain(text: str) -> str:
     return " ".join(text.replace("`", "").replace("**", "").split())
 
 
-CONTRACT_EXERCISES = ("uts", "escape", "jail", "pid1")
+CONTRACT_EXERCISES = ("uts", "escape", "jail", "pid1", "container", "timens")
 
 
 @pytest.mark.parametrize("name", CONTRACT_EXERCISES)

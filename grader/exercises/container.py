@@ -56,7 +56,7 @@ from labkit import ipc as labipc
 from labkit import jail as labjail
 from labkit import mount as mounts
 
-from .. import observe, views
+from .. import observe, pause, views
 from ..engine import Exercise, Trial
 from ..exits import SHELL_RANDOM
 from ..feedback import Fail
@@ -103,6 +103,7 @@ class Container:
         self.outside = f"/tmp/{token(6)}/outside-{token(6)}"  # a file of the host, outside ROOTFS
         self.ipc_key = trial.number(0x1000, 0x7FFFFFFF)
         self.tag = f"container-{token()}"
+        self.fifo = f"/.pause-{token()}"  # in ROOTFS: where COMMAND pauses (grader/pause.py)
         self.run: Session | None = None
 
     def _prepare(self, argv: list[str]) -> None:
@@ -110,6 +111,7 @@ class Container:
         labjail.build_busybox_rootfs(self.rootfs)
         with open(self.rootfs + self.marker, "w") as f:
             f.write(self.marker_text + "\n")
+        os.mkfifo(self.rootfs + self.fifo, 0o600)
         os.makedirs(os.path.dirname(self.outside))
         with open(self.outside, "w") as f:
             f.write("outside")
@@ -121,14 +123,21 @@ class Container:
         return self.run
 
     def hold(self, before: str = "") -> int:
-        """Start a COMMAND that runs BEFORE, says ready and waits for a line; return its PID."""
-        command = ["/bin/sh", "-c", before + 'echo "ready $0"; read reply; echo "got $reply"', self.tag]
+        """Start a COMMAND that runs BEFORE, says ready and pauses on a FIFO; return its PID.
+
+        The FIFO is in ROOTFS, made by the grader; COMMAND's terminal is not
+        read (the contract says nothing of COMMAND's standard input).
+        """
+        # "until": a shell that is PID 1 itself gets the SIGCHLD of every orphan of the
+        # container, which may interrupt its read.
+        command = ["/bin/sh", "-c", before + f'echo "ready $0"; until {pause.pause(self.fifo)}; '
+                   'do :; done; echo "got bye $0"', self.tag]
         run = self.start(*command)
         run.expect(f"ready {self.tag}", timeout=START, what=f"COMMAND's first line 'ready {self.tag}'",
                    hint=HINT_EXEC)
-        pid = run.require(command, HINT_EXEC)
+        self.pid = run.require(command, HINT_EXEC)
         self.look_at_host()
-        return pid
+        return self.pid
 
     def look_at_host(self) -> None:
         """The caller's side: its namespaces, its mounts, where ROOTFS is."""
@@ -145,7 +154,8 @@ class Container:
 
     def release(self) -> None:
         """Let the holding COMMAND end, and wait for the solution."""
-        self.run.sendline("bye")
+        pause.go_on(lambda: [f"/proc/{self.run.init_pid}/root{self.rootfs}{self.fifo}",
+                             f"/proc/{self.pid}/root{self.fifo}"])
         self.run.wait()
 
 
@@ -179,7 +189,11 @@ def namespace_init(pid: int) -> int | None:
 
 @exercise.check(1, "runs COMMAND")
 def runs_command(trial: Trial) -> None:
-    """Run COMMAND as a small container."""
+    """"Run COMMAND as a small container"
+
+    COMMAND runs at all: COMMAND is busybox's echo with a random word, which
+    must appear on the terminal.
+    """
     box = Container(trial)
     box.start("/bin/echo", box.tag)
     box.run.expect(box.tag, timeout=START, what=f"the output of COMMAND '/bin/echo {box.tag}'",
@@ -188,7 +202,11 @@ def runs_command(trial: Trial) -> None:
 
 @exercise.check(1, "passes COMMAND's arguments unchanged", needs=[runs_command])
 def arguments_unchanged(trial: Trial) -> None:
-    """solution ROOTFS HOSTNAME COMMAND [ARG...]"""
+    """"solution ROOTFS HOSTNAME COMMAND [ARG...]"
+
+    Each ARG reaches COMMAND as it is: busybox's printf prints random words,
+    one with a space, "*", an empty word and one starting with "-".
+    """
     words = [trial.token(), f"two {trial.token(4)}", "*", "", f"-{trial.token(3)}"]
     expected = "".join(f"[{w}]" for w in words)
     box = Container(trial)
@@ -200,7 +218,12 @@ def arguments_unchanged(trial: Trial) -> None:
 @exercise.check(2, "COMMAND, or an init of the solution's, is PID 1 of a new PID namespace",
                 needs=[runs_command])
 def pid_namespace(trial: Trial) -> None:
-    """new PID namespace, in which COMMAND (or an init of the solution's ...) is PID 1"""
+    """"new PID namespace, in which COMMAND (or an init of the solution's ... ) is PID 1"
+
+    COMMAND's /proc/PID/ns/pid differs from the caller's, and COMMAND or one
+    of its ancestors in the same PID namespace has 1 as the last NSpid of
+    /proc/PID/status.
+    """
     box = Container(trial)
     pid = box.hold()
     expect_new(box, pid, "pid", "PID", hint="unshare(CLONE_NEWPID), then fork(2): the child is "
@@ -216,9 +239,13 @@ def pid_namespace(trial: Trial) -> None:
 @exercise.check(2, "an init of the solution's reaps every orphan within 1 s (exercise 4)",
                 needs=[pid_namespace])
 def init_reaps(trial: Trial) -> None:
-    """(or an init of the solution's, which then meets exercise 4's contract): reap every
-    process that ends up as its child, including orphans, so that no zombie lives for more
-    than one second."""
+    """"or an init of the solution's, which then meets exercise 4's contract ... reap every process that ends up as its child, including orphans reparented to it, so that no zombie lives for more than one second"
+
+    COMMAND leaves orphans ((sleep T &)), reparented to the container's PID
+    1; when that is an init of the solution's (not COMMAND), the grader
+    reads the state of every process below it (grader/inits.py): none may
+    stay a zombie for more than one second.
+    """
     box = Container(trial)
     times = sorted(trial.number(1, 4) / 10 for _ in range(trial.number(2, 4)))
     pid = box.hold(f"for t in {' '.join(map(str, times))}; do (sleep $t &); done; ")
@@ -240,8 +267,12 @@ def init_reaps(trial: Trial) -> None:
 @exercise.check(2, "an init of the solution's forwards the six signals to COMMAND (exercise 4)",
                 needs=[pid_namespace])
 def init_forwards(trial: Trial) -> None:
-    """(or an init of the solution's, which then meets exercise 4's contract): forward
-    SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 that it receives to COMMAND."""
+    """"or an init of the solution's, which then meets exercise 4's contract ... forward SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 that it receives to COMMAND"
+
+    When the container's PID 1 is an init of the solution's, the grader
+    sends it the six signals in random order; COMMAND traps each and prints
+    a line (grader/inits.py).
+    """
     box = Container(trial)
     command = trapping_command(box.tag)
     run = box.start(*command)
@@ -266,7 +297,14 @@ def init_forwards(trial: Trial) -> None:
 @exercise.check(2, "ROOTFS is the root, by pivot_root(2) in a new mount namespace",
                 needs=[runs_command])
 def root_by_pivot(trial: Trial) -> None:
-    """new mount namespace with ROOTFS as root via pivot_root(2) (as in exercise 3)"""
+    """"new mount namespace with ROOTFS as root via pivot_root(2) (as in exercise 3)"
+
+    COMMAND's mount namespace is not the caller's; /proc/PID/root of COMMAND
+    is ROOTFS and holds the random marker; a child of the grader that joins
+    the namespace with setns(2) lands at ROOTFS (the root mount, which
+    pivot_root moves and chroot does not), and COMMAND's mountinfo has that
+    same mount at "/" (grader/rootview.py).
+    """
     box = Container(trial)
     pid = box.hold()
     expect_new(box, pid, "mnt", "mount", hint="unshare(CLONE_NEWNS) before any mount: "
@@ -301,8 +339,14 @@ def root_by_pivot(trial: Trial) -> None:
 @exercise.check(2, "the old root is unmounted and detached, and nothing leads back to it",
                 needs=[runs_command])
 def old_root_detached(trial: Trial) -> None:
-    """... via pivot_root(2) (as in exercise 3): the old root is unmounted and detached: no
-    mount entry shows it, no path under / leads to it, and the escape of exercise 2 fails."""
+    """"via pivot_root(2) (as in exercise 3) ... the old root is unmounted and detached: no mount entry shows it, no path under / leads to it, and the escape of exercise 2 fails."
+
+    No mount of COMMAND's namespace (mountinfo, and listmount(2) on Linux
+    6.8+) shows a file system of the caller's outside ROOTFS; a child of the
+    grader standing where COMMAND stands (its namespace, root, working
+    directory, open directories) finds no way out and fails exercise 2's
+    escape (grader/rootview.py).
+    """
     box = Container(trial)
     pid = box.hold()
     view, inside = namespace_view(pid), look_from_inside(pid, box.outside)
@@ -328,7 +372,12 @@ def old_root_detached(trial: Trial) -> None:
 
 @exercise.check(1, "a fresh /proc shows only the container's processes", needs=[runs_command])
 def fresh_proc(trial: Trial) -> None:
-    """... and a fresh /proc that shows only the container's processes"""
+    """"and a fresh /proc that shows only the container's processes"
+
+    COMMAND's mountinfo has a proc at /proc that is none of the caller's,
+    and every process listed in it (read from outside through
+    /proc/PID/root/proc) is in COMMAND's PID namespace, PID 1 among them.
+    """
     box = Container(trial)
     pid = box.hold()
     table = [mounts.parse_mountinfo_line(line) for line in observe.mountinfo(pid)]
@@ -364,7 +413,11 @@ def observe_link(path: str) -> str | None:
 
 @exercise.check(2, "the hostname is HOSTNAME, in a new UTS namespace", needs=[runs_command])
 def hostname(trial: Trial) -> None:
-    """new UTS namespace with hostname HOSTNAME"""
+    """"new UTS namespace with hostname HOSTNAME"
+
+    COMMAND's UTS namespace is not the caller's, and hostname(1) run there
+    with nsenter(1) prints HOSTNAME (random).
+    """
     box = Container(trial)
     pid = box.hold()
     expect_new(box, pid, "uts", "UTS")
@@ -378,7 +431,13 @@ def hostname(trial: Trial) -> None:
 @exercise.check(1, "no System V IPC object of the host is visible (a new IPC namespace)",
                 needs=[runs_command])
 def ipc_namespace(trial: Trial) -> None:
-    """new IPC namespace: no System V IPC object of the host is visible"""
+    """"new IPC namespace: no System V IPC object of the host is visible"
+
+    Before the solution starts, the grader makes a shared memory segment, a
+    message queue and a semaphore set with a random key in the caller's IPC
+    namespace; COMMAND's IPC namespace is not the caller's, and
+    /proc/sysvipc read in it (nsenter --ipc) lists no object with that key.
+    """
     box = Container(trial)
     pid = box.hold()
     expect_new(box, pid, "ipc", "IPC")
@@ -394,7 +453,11 @@ def ipc_namespace(trial: Trial) -> None:
 
 @exercise.check(2, "the network namespace holds only lo, which is up", needs=[runs_command])
 def network(trial: Trial) -> None:
-    """new network namespace holding only lo, which is up"""
+    """"new network namespace holding only lo, which is up"
+
+    COMMAND's network namespace is not the caller's; ip -json link run in
+    it (nsenter --net) lists lo and nothing else, with the UP flag.
+    """
     box = Container(trial)
     pid = box.hold()
     expect_new(box, pid, "net", "network", hint="unshare(CLONE_NEWNET), then bring lo up in it "
@@ -416,7 +479,13 @@ def network(trial: Trial) -> None:
 
 @exercise.check(1, "/proc/self/cgroup shows / (a new cgroup namespace)", needs=[runs_command])
 def cgroup_namespace(trial: Trial) -> None:
-    """new cgroup namespace: /proc/self/cgroup shows the container's cgroup as the root (/)"""
+    """"new cgroup namespace: /proc/self/cgroup shows the container's cgroup as the root (/)."
+
+    COMMAND's cgroup namespace is not the caller's (whose own cgroup is "/"
+    too: the sandbox has a cgroup namespace), and COMMAND's /proc/PID/cgroup,
+    read from inside its cgroup namespace (nsenter --cgroup), ends every
+    line in "/".
+    """
     box = Container(trial)
     pid = box.hold()
     expect_new(box, pid, "cgroup", "cgroup", hint="unshare(CLONE_NEWCGROUP) in the process that "
@@ -439,9 +508,21 @@ SHELL_REPLY = re.compile(r"I=(\S*) H=(\S*) P=(\S*)")
 @exercise.check(1, "an interactive shell in the container sees ROOTFS, HOSTNAME and its /proc",
                 needs=[runs_command])
 def interactive_shell(trial: Trial) -> None:
-    """Run COMMAND as a small container: /bin/sh, on the caller's terminal, typed at."""
+    """"Run COMMAND as a small container"
+
+    From inside: COMMAND is busybox's /bin/sh, given lines on its terminal
+    with pexpect; it must find the marker in ROOTFS, HOSTNAME, and a handful
+    of processes in /proc.  (A solution that gives COMMAND no terminal is not
+    judged here: the contract says nothing of COMMAND's standard input.)
+    """
     box = Container(trial)
     run = box.start("/bin/sh")
+    shell = run.find(["/bin/sh"], timeout=START)
+    if shell is None:
+        raise Fail("COMMAND /bin/sh did not start: no process in the sandbox runs it", hint=HINT_EXEC)
+    if observe.fd_device(shell, 0) != run.tty:
+        run.transcript.note("COMMAND's standard input is not the terminal: nothing to type at")
+        return
     a, b = trial.number(100, 999), trial.number(100, 999)
     run.sendline(f'echo "I=$(cat {box.marker}) H=$(hostname) P=$(ls /proc | grep -c "^[0-9]") '
                  f'{a}+{b}=$(({a}+{b}))"')
@@ -466,11 +547,21 @@ def start_box(trial: Trial):
 
 @exercise.check(1, "the exit status is COMMAND's", needs=[runs_command])
 def exit_status(trial: Trial) -> None:
-    """The exit status of solution is COMMAND's."""
+    """"The exit status of solution is COMMAND's."
+
+    grader/status.py: COMMAND exits with a code it draws itself (busybox's
+    $RANDOM); the kernel reports how it ended; the solution's status must be
+    that code.
+    """
     exit_code_check(trial, start_box(trial), random=SHELL_RANDOM)
 
 
 @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
 def signal_status(trial: Trial) -> None:
-    """The exit status of solution is COMMAND's (128+N if COMMAND was killed by signal N)."""
+    """"or 128+N if COMMAND was killed by signal N (as a shell reports it; a solution that execs COMMAND and so dies by the same signal meets this too)."
+
+    grader/status.py: the grader kills COMMAND with a usual signal, then a
+    rarer one (SIGKILL when COMMAND is itself the container's PID 1, which
+    ignores the others); the solution's status must be 128+N, or death by N.
+    """
     signal_status_check(trial, start_box(trial))

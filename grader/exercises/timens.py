@@ -31,13 +31,15 @@ See time_namespaces(7), unshare(2), clock_gettime(2), proc(5) (/proc/uptime,
 
 from __future__ import annotations
 
+import os
 import re
 
-from .. import observe
+from .. import observe, pause
 from ..clocks import SideBySide, now_in, side_by_side
 from ..engine import Exercise, Trial
 from ..feedback import Fail
-from ..sandbox import CAP_SYS_BOOT, CAP_SYS_MODULE, CAP_SYS_RAWIO, Limits, Session
+from ..sandbox import CAP_SYS_BOOT, CAP_SYS_MODULE, CAP_SYS_RAWIO, Limits
+from ..session import START
 from ..status import Start, exit_code_check, signal_status_check
 
 # Writing a time namespace's offsets needs CAP_SYS_TIME: the sandbox keeps it here.
@@ -63,29 +65,41 @@ def draw_seconds(trial: Trial, size: str) -> int:
     return trial.choice([trial.number(2**31 + 1, 2**32 - 1), trial.number(2**32 + 1, 4_400_000_000)])
 
 
-def start_holding(trial: Trial, seconds: int, then: str = "") -> tuple[Session, int]:
-    """Start ``solution SECONDS COMMAND`` with a COMMAND that waits for a line; return it and its PID."""
-    tag = f"timens-{trial.token()}"
-    command = ["/bin/sh", "-c", 'echo "ready $0"; read reply; ' + then + 'echo "got $reply"', tag]
-    run = trial.run(str(seconds), *command)
-    run.expect(f"ready {tag}", what=f"COMMAND's first line 'ready {tag}'", hint=HINT_EXEC)
-    pid = run.require(command, HINT_EXEC)
-    return run, pid
+class Held:
+    """A run whose COMMAND says "ready TAG" and pauses on a FIFO until the grader lets it go on."""
+
+    def __init__(self, trial: Trial, seconds: int, then: str = "") -> None:
+        self.fifo = f"/tmp/pause-{trial.token()}"  # made in the sandbox, before the solution starts
+        tag = f"timens-{trial.token()}"
+        wait = pause.pause(self.fifo)
+        then = then.replace("PAUSE", wait)  # THEN may pause again
+        command = ["/bin/sh", "-c", f'echo "ready $0"; {wait}; {then}echo "got bye $0"', tag]
+        self.run = trial.run(str(seconds), *command, hook=self._prepare)
+        self.run.expect(f"ready {tag}", timeout=START, what=f"COMMAND's first line 'ready {tag}'",
+                        hint=HINT_EXEC)
+        self.pid = self.run.require(command, HINT_EXEC)
+
+    def _prepare(self, argv: list[str]) -> None:
+        os.mkfifo(self.fifo, 0o600)
+
+    def go_on(self) -> None:
+        """Let COMMAND past its next pause."""
+        pause.go_on(lambda: [f"/proc/{self.run.init_pid}/root{self.fifo}"])
+
+    def release(self) -> None:
+        """Let COMMAND go on to its end, and wait for the solution."""
+        self.go_on()
+        self.run.wait()
 
 
-def release(run: Session) -> None:
-    run.sendline("bye")
-    run.wait()
-
-
-def clocks_of(trial: Trial, seconds: int) -> tuple[SideBySide, Session, int]:
-    """COMMAND's clocks beside the caller's, read while COMMAND waits."""
-    run, pid = start_holding(trial, seconds)
-    both = side_by_side(pid, run.init_pid)
+def clocks_of(trial: Trial, seconds: int) -> tuple[SideBySide, Held]:
+    """COMMAND's clocks beside the caller's, read while COMMAND pauses."""
+    held = Held(trial, seconds)
+    both = side_by_side(held.pid, held.run.init_pid)
     if both is None:
         raise Fail("COMMAND ended before the grader could read its clocks",
                    hint="COMMAND must run until it ends by itself")
-    return both, run, pid
+    return both, held
 
 
 def why_off(offset: float, seconds: int, pid: int) -> str:
@@ -109,10 +123,10 @@ def expect_ahead(trial: Trial, name: str, title: str) -> None:
     """Fail unless clock NAME of COMMAND's namespace is SECONDS ahead of the caller's, small and large."""
     for size in ("small", "large"):
         seconds = draw_seconds(trial, size)
-        both, run, pid = clocks_of(trial, seconds)
+        both, held = clocks_of(trial, seconds)
         low, high = both.ahead(name)
-        hint = why_off((low + high) / 2, seconds, pid)
-        release(run)
+        hint = why_off((low + high) / 2, seconds, held.pid)
+        held.release()
         if not both.within(name, seconds):
             raise Fail(f"COMMAND's {title} is not SECONDS ahead of the caller's",
                        expected=f"{seconds} s ahead (SECONDS={seconds}), within 1 s",
@@ -123,7 +137,11 @@ def expect_ahead(trial: Trial, name: str, title: str) -> None:
 
 @exercise.check(1, "runs COMMAND")
 def runs_command(trial: Trial) -> None:
-    """Run COMMAND ..."""
+    """"Run COMMAND in a new time namespace"
+
+    COMMAND runs at all: COMMAND is /bin/echo with a random word, which must
+    appear on the terminal.
+    """
     word = f"timens-{trial.token()}"
     run = trial.run(str(draw_seconds(trial, "small")), "/bin/echo", word)
     run.expect(word, what=f"the output of COMMAND '/bin/echo {word}'", hint=HINT_EXEC)
@@ -131,7 +149,11 @@ def runs_command(trial: Trial) -> None:
 
 @exercise.check(1, "passes COMMAND's arguments unchanged", needs=[runs_command])
 def arguments_unchanged(trial: Trial) -> None:
-    """solution SECONDS COMMAND [ARG...]"""
+    """"solution SECONDS COMMAND [ARG...]"
+
+    Each ARG reaches COMMAND as it is: printf(1) prints random words, one
+    with a space, "*", an empty word and one starting with "-".
+    """
     words = [trial.token(), f"two {trial.token(4)}", "*", "", f"-{trial.token(3)}"]
     expected = "".join(f"[{w}]" for w in words)
     run = trial.run(str(draw_seconds(trial, "small")), "/usr/bin/printf", "[%s]", *words)
@@ -142,11 +164,15 @@ def arguments_unchanged(trial: Trial) -> None:
 
 @exercise.check(2, "COMMAND runs in a new time namespace", needs=[runs_command])
 def new_time_namespace(trial: Trial) -> None:
-    """Run COMMAND in a new time namespace ..."""
-    run, pid = start_holding(trial, draw_seconds(trial, "small"))
-    inside, caller = observe.namespace(pid, "time"), observe.namespace(run.init_pid, "time")
-    later = observe.namespace(pid, "time_for_children")
-    release(run)
+    """"Run COMMAND in a new time namespace"
+
+    /proc/PID/ns/time of COMMAND (a shell that pauses on a FIFO) differs
+    from the caller's (the sandbox's PID 1), read from outside.
+    """
+    held = Held(trial, draw_seconds(trial, "small"))
+    inside, caller = observe.namespace(held.pid, "time"), observe.namespace(held.run.init_pid, "time")
+    later = observe.namespace(held.pid, "time_for_children")
+    held.release()
     if inside == caller:
         raise Fail("COMMAND runs in the caller's time namespace",
                    expected=f"a time namespace other than the caller's {caller}",
@@ -159,13 +185,25 @@ def new_time_namespace(trial: Trial) -> None:
 
 @exercise.check(2, "COMMAND's CLOCK_MONOTONIC is SECONDS ahead of the caller's", needs=[runs_command])
 def monotonic_ahead(trial: Trial) -> None:
-    """... whose CLOCK_MONOTONIC ... [is] SECONDS (a non-negative integer) ahead of the caller's"""
+    """"whose CLOCK_MONOTONIC and CLOCK_BOOTTIME are SECONDS (a non-negative integer) ahead of the caller's"
+
+    While COMMAND pauses, a reader process of the grader's setns(2)'s into
+    the caller's time namespace, COMMAND's, and the caller's again, and reads
+    CLOCK_MONOTONIC in each (grader/clocks.py): COMMAND's must be SECONDS
+    ahead, within one second.  Twice: SECONDS up to a day, then past 2^31
+    or 2^32.
+    """
     expect_ahead(trial, "monotonic", "CLOCK_MONOTONIC")
 
 
 @exercise.check(2, "COMMAND's CLOCK_BOOTTIME is SECONDS ahead of the caller's", needs=[runs_command])
 def boottime_ahead(trial: Trial) -> None:
-    """... and CLOCK_BOOTTIME are SECONDS (a non-negative integer) ahead of the caller's"""
+    """"whose CLOCK_MONOTONIC and CLOCK_BOOTTIME are SECONDS (a non-negative integer) ahead of the caller's"
+
+    As for CLOCK_MONOTONIC: CLOCK_BOOTTIME of COMMAND's time namespace,
+    read between two readings of the caller's, twice, with SECONDS small
+    and large.
+    """
     expect_ahead(trial, "boottime", "CLOCK_BOOTTIME")
 
 
@@ -175,19 +213,22 @@ UPTIME = re.compile(r"(\d+\.\d+) \d+\.\d+")
 @exercise.check(2, "the uptime COMMAND reads exceeds the caller's by SECONDS, within 1 s",
                 needs=[runs_command])
 def uptime_ahead(trial: Trial) -> None:
-    """the first field of /proc/uptime read by COMMAND exceeds the caller's by SECONDS,
-    within one second."""
+    """"the first field of /proc/uptime read by COMMAND exceeds the caller's by SECONDS, within one second."
+
+    COMMAND itself cats /proc/uptime when the grader lets it go on; the
+    grader reads the caller's uptime just before and just after.
+    """
     seconds = draw_seconds(trial, trial.choice(["small", "large"]))
-    run, pid = start_holding(trial, seconds, then="cat /proc/uptime; read more; ")
-    before = now_in(run.init_pid)
-    run.sendline("go")
-    run.expect(UPTIME, what="the line of /proc/uptime that COMMAND cats")
-    after = now_in(run.init_pid)
+    held = Held(trial, seconds, then="cat /proc/uptime; PAUSE; ")
+    before = now_in(held.run.init_pid)
+    held.go_on()
+    held.run.expect(UPTIME, what="the line of /proc/uptime that COMMAND cats")
+    after = now_in(held.run.init_pid)
     if before is None or after is None:
         raise RuntimeError("the caller is gone while its solution runs")
-    seen = float(run.match.group(1))
-    hint = why_off(seen - before["uptime"], seconds, pid)
-    release(run)
+    seen = float(held.run.match.group(1))
+    hint = why_off(seen - before["uptime"], seconds, held.pid)
+    held.release()
     low, high = seen - after["uptime"], seen - before["uptime"]
     # /proc/uptime has two decimals: 0.01 s more slack
     if not (seconds - 1.01 <= low and high <= seconds + 1.01):
@@ -198,9 +239,13 @@ def uptime_ahead(trial: Trial) -> None:
 
 @exercise.check(1, "COMMAND's CLOCK_REALTIME is the caller's", needs=[runs_command])
 def realtime_unchanged(trial: Trial) -> None:
-    """CLOCK_REALTIME is unchanged."""
-    both, run, _ = clocks_of(trial, draw_seconds(trial, "large"))
-    release(run)
+    """"CLOCK_REALTIME is unchanged."
+
+    CLOCK_REALTIME of COMMAND's time namespace, read between two readings
+    of the caller's (grader/clocks.py), is the same within one second.
+    """
+    both, held = clocks_of(trial, draw_seconds(trial, "large"))
+    held.release()
     low, high = both.ahead("realtime")
     if not both.within("realtime", 0):
         raise Fail("COMMAND's CLOCK_REALTIME differs from the caller's",
@@ -216,11 +261,19 @@ def start_timens(trial: Trial) -> Start:
 
 @exercise.check(1, "the exit status is COMMAND's", needs=[runs_command])
 def exit_status(trial: Trial) -> None:
-    """The exit status of solution is COMMAND's."""
+    """"The exit status of solution is COMMAND's."
+
+    grader/status.py: COMMAND exits with a code it draws itself; the kernel
+    reports how it ended; the solution's status must be that code.
+    """
     exit_code_check(trial, start_timens(trial))
 
 
 @exercise.check(1, "killed by signal N, COMMAND gives exit status 128+N", needs=[runs_command])
 def signal_status(trial: Trial) -> None:
-    """The exit status of solution is COMMAND's (128+N if COMMAND was killed by signal N)."""
+    """"or 128+N if COMMAND was killed by signal N (as a shell reports it; a solution that execs COMMAND and so dies by the same signal meets this too)."
+
+    grader/status.py: the grader kills COMMAND with a usual signal, then a
+    rarer one; the solution's status must be 128+N, or death by N.
+    """
     signal_status_check(trial, start_timens(trial))
