@@ -56,7 +56,9 @@ def test_each_case_gets_what_it_must(verdicts, case):
 STARTER_FIRST = {"uts": ("runs_command", ["TODO"]),
                  "escape": ("prints_secret", ["not in the output", "TODO", "chroot"]),
                  "jail": ("runs_command", ["TODO", "ended"]),
-                 "pid1": ("runs_command", ["TODO"])}
+                 "pid1": ("runs_command", ["TODO"]),
+                 "container": ("runs_command", ["TODO"]),
+                 "timens": ("runs_command", ["TODO"])}
 
 
 @pytest.mark.parametrize("name", sorted(STARTER_FIRST))
