@@ -71,7 +71,9 @@ class Held:
     def __init__(self, trial: Trial, seconds: int, then: str = "") -> None:
         self.fifo = f"/tmp/pause-{trial.token()}"  # made in the sandbox, before the solution starts
         tag = f"timens-{trial.token()}"
-        wait = pause.pause(self.fifo)
+        # "until": a read that meets the end of the grader's previous line (its writer
+        # not closed yet when COMMAND opens the FIFO again) returns an error; read again.
+        wait = f"until {pause.pause(self.fifo)}; do :; done"
         then = then.replace("PAUSE", wait)  # THEN may pause again
         command = ["/bin/sh", "-c", f'echo "ready $0"; {wait}; {then}echo "got bye $0"', tag]
         self.run = trial.run(str(seconds), *command, hook=self._prepare)
