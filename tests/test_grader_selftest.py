@@ -25,6 +25,10 @@ from grader.engine import CheckResult, ExerciseResult
 from grader.exercises import all_exercises
 from grader.feedback import Status
 
+# The module's fixture grades every case of every exercise (about 100 cases, a few
+# minutes on 2 busy cores): more than pyproject's 120 s default for one test.
+pytestmark = pytest.mark.timeout(900)
+
 KIT = Path(__file__).resolve().parent.parent
 EXERCISES = all_exercises()
 UTS = EXERCISES["uts"]
