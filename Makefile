@@ -89,6 +89,8 @@ lint: venv
 bench: setup
 	@echo "==> bench/ns_ops.py"
 	@$(PY) bench/ns_ops.py
+	@echo "==> bench/grade_class.py (a class of 20 students, every exercise; a few minutes)"
+	@$(PY) bench/grade_class.py -n 20
 
 clean:
 	rm -rf $(VENV)

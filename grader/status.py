@@ -39,6 +39,7 @@ between), its terminal, its standard input.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,6 +54,7 @@ from .exits import (
     kill,
     waiting,
 )
+from .observe import status_field
 from .session import Exit, Session, signal_name
 
 HINT_EXEC = ("run COMMAND with its arguments as they are, e.g. os.execvp(command[0], command), "
@@ -110,6 +112,15 @@ def signal_status_check(trial: Trial, start: Start, hint: str = HINT_SIGNAL,
         command = waiting(trial.number(1, 999999))
         begun = _started(start, command)
         pid = begun.run.require(command, exec_hint)
+        if namespace_init(pid):
+            # PID 1 of a PID namespace (COMMAND exec'd as a container's init) ignores every
+            # signal it has no handler for, but SIGKILL (pid_namespaces(7)): that one, then.
+            sig = signal.SIGKILL
         begun.run.transcript.note(f"sends {signal_name(sig)} (signal {sig}) to COMMAND")
         kill(pid, sig, exits)
         expect_death_status(sig, begun.end(), hint=hint)
+
+
+def namespace_init(pid: int) -> bool:
+    """Is PID the PID 1 of its PID namespace (the last number of NSpid in /proc/PID/status)?"""
+    return (status_field(pid, "NSpid") or "").split()[-1:] == ["1"]

@@ -36,7 +36,7 @@ def _plain(text: str) -> str:
     return " ".join(text.replace("`", "").replace("**", "").split())
 
 
-CONTRACT_EXERCISES = ("uts", "escape", "jail", "pid1", "veth", "userns")
+CONTRACT_EXERCISES = ("uts", "escape", "jail", "pid1", "veth", "userns", "container", "timens")
 
 
 @pytest.mark.parametrize("name", CONTRACT_EXERCISES)

@@ -53,14 +53,11 @@ from ..engine import Exercise, Trial
 from ..exits import drawn_exit, expect_status_of
 from ..feedback import Fail, Timeout
 from ..hooks import as_pid1
+from ..inits import FORWARDED, ZOMBIE_LIMIT, forward_and_collect, trapping_command, watch_zombies
 from ..session import START, Session, signal_name
 from ..status import exit_code_check, signal_status_check
 
 exercise = Exercise("pid1", "an init that reaps")
-
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-             signal.SIGUSR2)
-ZOMBIE_LIMIT = 1.0  # seconds, the contract's
 
 HINT_EXEC = ("fork(2) a child that execs COMMAND with its arguments as they are "
              "(os.execvp(command[0], command)); the solution itself stays, as PID 1")
@@ -133,15 +130,7 @@ def release(run: Session) -> None:
     run.wait()
 
 
-def stat_of(pid: int) -> tuple[str, int] | None:
-    """State letter and parent PID of PID, from /proc/PID/stat (None if it is gone)."""
-    try:
-        fields = procfs.stat_fields(pid)
-    except (OSError, ValueError):
-        return None
-    return fields[0], int(fields[1])
-
-
+<<<<<<< HEAD
 # The checks -------------------------------------------------------------------------
 
 @exercise.check(1, "runs COMMAND")
@@ -247,30 +236,6 @@ def reaps_orphans(trial: Trial) -> None:
                    hint=HINT_REAP)
 
 
-def watch_zombies(solution: int, command: int, until: float) -> int | None:
-    """A zombie of the solution's that lives more than ZOMBIE_LIMIT seconds, or None.
-
-    A zombie is the solution's to reap unless its parent is COMMAND (COMMAND's
-    own children are COMMAND's business), or COMMAND is the solution itself
-    (an exec).  Lifetimes count from the start of the watch, which ends at
-    UNTIL, or as soon as no orphan is left, neither running nor a zombie.
-    """
-    seen: dict[int, float] = {}
-    while time.monotonic() < until:
-        now, left = time.monotonic(), False
-        for pid in observe.descendants(solution):
-            state = stat_of(pid)
-            if pid == command or not state or (state[1] == command and command != solution):
-                continue
-            left = True  # an orphan, running or a zombie
-            if state[0] == "Z" and now - seen.setdefault(pid, now) > ZOMBIE_LIMIT:
-                return pid
-        if not left:
-            return None
-        time.sleep(0.02)
-    return None
-
-
 @exercise.check(3, "forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to COMMAND",
                 needs=[runs_command])
 def forwards_signals(trial: Trial) -> None:
@@ -281,8 +246,7 @@ def forwards_signals(trial: Trial) -> None:
     naming it.  Points in proportion to the signals that arrive.
     """
     tag = f"pid1-{trial.token()}"
-    traps = "".join(f'trap "echo got-{signal_name(s)}-$0" {signal_name(s)[3:]}; ' for s in FORWARDED)
-    command = ["/bin/sh", "-c", traps + 'echo "ready $0"; while :; do sleep 1 & wait $!; done', tag]
+    command = trapping_command(tag)
     run = trial.run(*command, hook=as_pid1)
     run.expect(f"ready {tag}", timeout=START, what=f"COMMAND's first line 'ready {tag}'", hint=HINT_EXEC)
     solution = solution_of(run)
@@ -290,27 +254,9 @@ def forwards_signals(trial: Trial) -> None:
         raise Fail("the solution is gone after COMMAND started", hint=HINT_EXEC)
     order = list(FORWARDED)
     trial.random.shuffle(order)
-    for sig in order:
-        run.transcript.note(f"sends {signal_name(sig)} to the solution")
-        try:
-            os.kill(solution, sig)  # as `docker stop` does to a container's PID 1
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    wanted = {f"got-{signal_name(s)}-{tag}": s for s in FORWARDED}
-    pattern = re.compile("|".join(re.escape(w) for w in wanted))
-    got: set[str] = set()
-    deadline = time.monotonic() + 4
-    while len(got) < len(wanted) and time.monotonic() < deadline:
-        try:
-            run.expect(pattern, timeout=max(0.1, deadline - time.monotonic()),
-                       what="COMMAND's report of a signal")
-        except Fail:  # a timeout, or the end: what came is what counts
-            break
-        got.add(run.match.group(0))
-    missing = [signal_name(s) for w, s in wanted.items() if w not in got]
+    got, missing = forward_and_collect(run, solution, tag, order)
     if missing:
-        share = 3 * len(got) / len(wanted)
+        share = 3 * len(got) / len(FORWARDED)
         raise Fail(f"COMMAND did not receive {', '.join(missing)}, sent to the solution",
                    expected="each of the six signals passed on to COMMAND (kill(2))",
                    seen=f"COMMAND reported {len(got)} of 6", points=round(share, 2),

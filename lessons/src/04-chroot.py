@@ -428,3 +428,10 @@ shutil.rmtree(outside)
 # ```
 # sudo grader check jail
 # ```
+#
+# Exercise 7, `container` (lesson 11), adds a PID namespace, which closes
+# `/proc/1/root` too, and the other namespaces:
+#
+# ```
+# sudo grader check container
+# ```

@@ -246,4 +246,5 @@ print(run(make_queues_and_look, "/one", "/two", namespaces="ipc,mnt"))
 # %% [markdown]
 # **Next:** lesson 09, cgroups: namespaces decide what a process sees, cgroups
 # what it may use. This lesson has no exercise; the `container` exercise
-# (lesson 11) asks for an IPC namespace among the others.
+# (lesson 11, `sudo grader check container`) asks for an IPC namespace among
+# the others.

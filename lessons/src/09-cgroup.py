@@ -266,4 +266,5 @@ with cgroup.Cgroup.create(controllers=("pids",)) as small:
 
 # %% [markdown]
 # **Next:** lesson 10, time namespaces. This lesson has no exercise; the
-# `container` exercise (lesson 11) asks for a cgroup namespace.
+# `container` exercise (lesson 11, `sudo grader check container`) asks for a
+# cgroup namespace.

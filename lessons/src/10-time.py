@@ -261,7 +261,3 @@ shift({"monotonic": 90 * 60})
 # ```
 # sudo grader check timens
 # ```
-#
-# `grader list` shows the exercises that your copy of the grader can check; if
-# `timens` is not among them yet, the command says that it does not know the
-# exercise, and your solution waits for a newer grader.

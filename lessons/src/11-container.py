@@ -289,7 +289,3 @@ shutil.rmtree(rootfs)
 # ```
 # sudo grader check container
 # ```
-#
-# `grader list` shows the exercises that your copy of the grader can check; if
-# `container` is not among them yet, the command says that it does not know the
-# exercise, and your solution waits for a newer grader.
