@@ -39,11 +39,13 @@ from collections.abc import Callable, Sequence
 from . import syscalls
 from .child import FORWARDED_SIGNALS
 from .namespace import Namespace
+from .nstypes import BY_NAME
 from .procfs import stat_fields, status_field
 from .spawn import mount_fresh_proc, run  # noqa: F401 - mount_fresh_proc: see section 4
 
-# MAX_PID_NS_LEVEL in the kernel's include/linux/pid_namespace.h.
-MAX_NESTING = 32
+# MAX_PID_NS_LEVEL in the kernel's include/linux/pid_namespace.h, kept in the
+# table of types (labkit.nstypes), where labkit.errors reads it too.
+MAX_NESTING = BY_NAME["pid"].nesting
 
 
 # 2. One PID per level ------------------------------------------------------

@@ -50,6 +50,7 @@ unshare(1), whose options this module mirrors.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import select
@@ -70,7 +71,7 @@ from .child import (
     send_message,
     wait_until_running,
 )
-from .errors import MissingCapability, error_for
+from .errors import MissingCapability, error_for, teach
 from .nstypes import BY_NAME, encode_flags
 from .procfs import write_once
 
@@ -253,12 +254,14 @@ def _write_maps(pid: int, map_root: bool | None, uid_map: str | None, gid_map: s
         user.write_gid_map(pid, gid_map)
 
 
-# Two steps of other types, taken here ----------------------------------------------
+# Steps of other types, taken here --------------------------------------------------
 #
 # A fresh /proc (pid_namespaces(7)) and the time offsets (time_namespaces(7))
 # are steps of spawn, as --mount-proc and --monotonic/--boottime are steps of
 # unshare(1).  labkit.pid and labkit.timens explain them and use spawn to show
-# them; they stand above this module, labkit.user below it.
+# them: they stand above this module, and labkit.user (whose maps spawn writes)
+# below it.  start_owning_all() is user_namespaces(7)'s point that the creator
+# of a user namespace may make every other type in it.
 
 def mount_fresh_proc(target: str = "/proc") -> None:
     """mount -t proc proc TARGET: a /proc that shows the caller's PID namespace.
@@ -281,6 +284,19 @@ def mount_fresh_proc(target: str = "/proc") -> None:
             "Mounting proc needs CAP_SYS_ADMIN in the user namespace that owns the "
             "mounter's PID namespace, as well as the mount namespace. In rootless mode, "
             "add a new PID namespace too ('pid'; labkit run -p --mount-proc).")) from None
+
+
+# What a refused write of timens_offsets means (time_namespaces(7)).
+teach("timens_offsets", hints={
+    errno.EPERM: "Writing time offsets needs CAP_SYS_TIME in the user namespace that owns "
+                 "the time namespace.",
+    errno.EACCES: "Time offsets can be written only before the first process enters the new "
+                  "time namespace (after unshare(CLONE_NEWTIME), before fork).",
+    errno.ERANGE: "The offset would make the clock negative (or absurdly large): a negative "
+                  "offset may be at most the clock's current value.",
+    errno.EINVAL: "Each line is 'CLOCK SECONDS NANOSECONDS' with CLOCK monotonic or boottime "
+                  "and 0 <= NANOSECONDS < 1000000000 (negative offsets go in SECONDS).",
+})
 
 
 def offset_line(clock: str, seconds: float) -> str:

@@ -43,7 +43,7 @@ from __future__ import annotations
 import errno
 import os
 
-from .errors import MapRuleError, error_for
+from .errors import MapRuleError, error_for, teach
 from .namespace import Namespace
 from .procfs import read_text, status_field, write_once
 
@@ -69,6 +69,11 @@ MAP_RULES = {
                       "afterwards it is fixed.",
     "mapped-outside": "the outside ids must themselves be mapped in the parent user namespace.",
 }
+
+# A refused write that _broken_rule() cannot pin on one rule is answered with them all.
+teach("uid_map", "gid_map", "setgroups", cls=MapRuleError, hints=dict.fromkeys(
+    (errno.EPERM, errno.EACCES, errno.EINVAL),
+    "user_namespaces(7): " + " ".join(rule.format(own="EUID") for rule in MAP_RULES.values())))
 
 # capabilities(7): the bit number of each capability (<linux/capability.h>).
 CAPABILITIES = (
