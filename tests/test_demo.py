@@ -250,7 +250,8 @@ def test_at_least_eight_lessons_have_a_demo():
     assert len(demo.available()) >= 8
     result = subprocess.run([sys.executable, "-m", "labkit", "demo"], capture_output=True, text=True,
                             cwd=ROOT, stdin=subprocess.DEVNULL, timeout=60)
-    for name in ("03-mount", "04-chroot", "05-pid", "06-network", "07-user", "08-ipc", "10-time"):
+    for name in ("03-mount", "04-chroot", "05-pid", "06-network", "07-user", "08-ipc", "09-cgroup",
+                 "10-time"):
         assert name in result.stdout
 
 
@@ -358,6 +359,20 @@ def test_time_demo_puts_one_shell_a_day_ahead_with_the_same_wall_clock(socket):
     assert offsets.split() == ["monotonic", "3600", "0", "boottime", "86400", "0"]
     assert outputs(sh2, "sh2", "cat /proc/self/timens_offsets")[0].split() == offsets.split()
     assert outputs(sh1, "sh1", "date +%F") == outputs(sh2, "sh2", "date +%F")
+
+
+def test_cgroup_demo_shows_the_cgroup_as_root_inside_and_removes_it(socket):
+    panes = played("cgroup", socket)
+    sh1, sh2 = panes["sh1"], panes["sh2"]
+    assert outputs(sh1, "sh1", "grep ^0:: /proc/self/cgroup") == ["0::/"]
+    inside = re.search(r"^sh2# grep \^0:: /proc/(\d+)/cgroup$", sh2, re.MULTILINE)[1]
+    assert outputs(sh2, "sh2", f"grep ^0:: /proc/{inside}/cgroup") == ["0::/nslab-demo"]
+    outside = re.search(r"^sh1# grep \^0:: /proc/(\d+)/cgroup$", sh1, re.MULTILINE)[1]
+    assert outputs(sh1, "sh1", f"grep ^0:: /proc/{outside}/cgroup")[0].startswith("0::/..")
+    assert outputs(sh1, "sh1", "ls -d /mnt/nslab-demo") == \
+        ["ls: cannot access '/mnt/nslab-demo': No such file or directory"]
+    v2 = sh("findmnt", "-n", "-t", "cgroup2", "-o", "TARGET").splitlines()[0]  # the v2 tree, as mounted here
+    assert not os.path.exists(f"{v2}/nslab-demo")
 
 
 # The scripts and the command line ----------------------------------------------------
