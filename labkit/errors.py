@@ -10,8 +10,11 @@ rule was broken, and what to do about it.
     MissingCapability: unshare(CLONE_NEWUTS): Operation not permitted
       Creating a uts namespace needs CAP_SYS_ADMIN ...
 
-error_for() below is the one place that turns an errno into a lesson; the
-hints it picks from follow it, in the order it consults them.
+error_for() below is the one place that turns an errno into a lesson.  The
+rules of one call or one /proc file stand next to the code that makes it:
+user.py teaches uid_map, labkit.ipc shmget, syscalls.py pivot_root, and each
+hands its rules in here with teach().  What is left here is what no single
+call owns: threads, capabilities, and the limits on how many and how deep.
 
 See errno(3), capabilities(7), and the ERRORS section of each man page.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import errno as E
 import os
+from collections.abc import Mapping
 
 from .nstypes import BY_NAME, decode_flags, format_flags
 from .procfs import read_text, status_field
@@ -29,12 +33,6 @@ CLONE_NEWUSER = BY_NAME["user"].flag
 CLONE_NEWNS = BY_NAME["mnt"].flag
 CLONE_NEWPID = BY_NAME["pid"].flag
 CLONE_NEWTIME = BY_NAME["time"].flag
-
-# How deep the two hierarchical types nest below the initial namespace: the
-# kernel's MAX_PID_NS_LEVEL, and create_user_ns() refusing a parent at level
-# > 32 (user_namespaces(7) says 32; the kernel lets the 33rd level be made).
-MAX_PID_NESTING = 32
-MAX_USER_NESTING = 33
 
 
 # The classes ------------------------------------------------------------------
@@ -85,6 +83,24 @@ class CgroupError(NamespaceError):
 
 # From an errno to the lesson ------------------------------------------------------
 
+# CALL (or "CALL DETAIL", e.g. "ioctl NS_GET_PARENT") -> (class, {errno: hint}),
+# filled by teach() from the modules that make the calls.
+_TAUGHT: dict[str, tuple[type[NamespaceError], Mapping[int, str]]] = {}
+
+
+def teach(*calls: str, hints: Mapping[int, str], cls: type[NamespaceError] = NamespaceError) -> None:
+    """Let error_for() answer an errno of each of CALLS with its hint, as a CLS.
+
+    The module that makes a call keeps its rules next to it and calls this
+    once, at import: ``teach("shmget", hints={errno.ENOENT: "..."})``.  So a
+    rule is known whenever its call can be made: the call's module is loaded.
+    (Rules that must hold for a call made from below, like the nesting depth
+    of unshare(CLONE_NEWPID), live in the table of types, labkit.nstypes.)
+    """
+    for call in calls:
+        _TAUGHT[call] = (cls, hints)
+
+
 def error_for(syscall: str, err: int, flags: int = 0, detail: str = "") -> NamespaceError:
     """Build the teaching error for SYSCALL failing with ERR.
 
@@ -99,48 +115,16 @@ def error_for(syscall: str, err: int, flags: int = 0, detail: str = "") -> Names
     if detail:
         name += f" {detail}"
 
-    if syscall in ("uid_map", "gid_map", "setgroups") and err in (E.EPERM, E.EACCES, E.EINVAL):
-        return MapRuleError(err, name, MAP_HINT)
-    if syscall == "timens_offsets" and err in TIME_OFFSET_HINTS:
-        return NamespaceError(err, name, TIME_OFFSET_HINTS[err])
-    if syscall == "ioctl" and (err, detail) in IOCTL_HINTS:
-        return NamespaceError(err, name, IOCTL_HINTS[err, detail])
-    if syscall == "ioctl" and err == E.ENOTTY:
-        return NamespaceError(err, name, (
-            "the file is not a namespace: open /proc/PID/ns/TYPE, or a bind mount of it."))
-    if syscall in IPC_HINTS and err in IPC_HINTS[syscall]:
-        return NamespaceError(err, name, IPC_HINTS[syscall][err])
-    if err == E.EPERM:
-        return MissingCapability(err, name, _eperm_hint(syscall, flags))
     if _needs_one_thread(syscall, err, flags) and thread_count() > 1:
         return ThreadedProcessError(err, name, THREADS_HINT)
+    for key in (f"{syscall} {detail}", syscall):  # the rules of this call, most precise first
+        cls, hints = _TAUGHT.get(key, (None, {}))
+        if err in hints:
+            return cls(err, name, hints[err])
+    if err == E.EPERM:
+        return MissingCapability(err, name, _eperm_hint(syscall, flags))
     if err in (E.ENOSPC, E.EUSERS) and syscall.startswith(("unshare", "clone")):
         return NamespaceLimitError(err, name, _limit_hint(flags))
-    if err in (E.EINVAL, E.EBUSY) and syscall.startswith("pivot_root"):
-        return NamespaceError(err, name, (
-            "pivot_root(2) wants: new_root a mount point other than the current root "
-            "(bind-mount it onto itself first), put_old at or under new_root, and "
-            "neither the current root nor new_root on a shared mount (make / private "
-            "with MS_REC|MS_PRIVATE first, in a new mount namespace)."))
-    if err == E.EINVAL and syscall.startswith("setns"):
-        return NamespaceError(err, name, (
-            "setns(2): the file descriptor is not a namespace of the type given in "
-            "nstype, or joining is not allowed: a user namespace cannot be joined by "
-            "a multi-threaded process, a process cannot rejoin its own user namespace, "
-            "and a PID namespace can be joined only if it is our own or below it."))
-    if err == E.EINVAL and syscall.startswith(("sethostname", "setdomainname")):
-        return NamespaceError(err, name, (
-            "uts_namespaces(7): a hostname or NIS domain name is at most 64 bytes "
-            "(HOST_NAME_MAX)."))
-    if err == E.EINVAL and syscall.startswith("umount"):
-        return NamespaceError(err, name, (
-            "umount2(2): nothing is mounted there, or the mount is locked: in a user "
-            "namespace, mounts that came with the copy of a more privileged mount "
-            "namespace cannot be unmounted one by one (mount_namespaces(7))."))
-    if err == E.EBUSY and syscall.startswith("umount"):
-        return NamespaceError(err, name, (
-            "the mount is in use (an open file, a working directory, a mount below it): "
-            "umount2(MNT_DETACH) detaches it now and frees it when the last user lets go."))
     return NamespaceError(err, name)
 
 
@@ -167,69 +151,6 @@ def _types(flags: int) -> str:
         return ", ".join(t.name for t in decode_flags(flags)) or "no"
     except ValueError:
         return f"{flags:#x}"
-
-
-# The rules of the /proc files and ioctls --------------------------------------
-
-MAP_HINT = (
-    "user_namespaces(7): a map is written once, in one write(2), as lines 'INSIDE OUTSIDE "
-    "COUNT' whose ranges do not overlap, by a process with CAP_SETUID (CAP_SETGID for "
-    "gid_map) in the parent user namespace, or by an unprivileged process that maps only "
-    "its own effective id (one line, count 1); an unprivileged writer must write 'deny' "
-    "to /proc/PID/setgroups before gid_map (the Linux 3.19 fix), and setgroups cannot "
-    "change once gid_map is written.")
-
-TIME_OFFSET_HINTS = {
-    E.EPERM: "Writing time offsets needs CAP_SYS_TIME in the user namespace that owns "
-             "the time namespace.",
-    E.EACCES: "Time offsets can be written only before the first process enters the new "
-              "time namespace (after unshare(CLONE_NEWTIME), before fork).",
-    E.ERANGE: "The offset would make the clock negative (or absurdly large): a negative "
-              "offset may be at most the clock's current value.",
-    E.EINVAL: "Each line is 'CLOCK SECONDS NANOSECONDS' with CLOCK monotonic or boottime "
-              "and 0 <= NANOSECONDS < 1000000000 (negative offsets go in SECONDS).",
-}
-
-IOCTL_HINTS = {
-    (E.EPERM, "NS_GET_PARENT"): (
-        "ioctl_ns(2): the namespace asked for lies outside the caller's own "
-        "namespace tree (above its PID or user namespace), so the kernel will not "
-        "show it; at the top of the tree this is how the walk ends."),
-    (E.EINVAL, "NS_GET_PARENT"): (
-        "ioctl_ns(2): only PID and user namespaces form a tree with parents; every "
-        "namespace has an owner, though (NS_GET_USERNS)."),
-}
-IOCTL_HINTS[E.EPERM, "NS_GET_USERNS"] = IOCTL_HINTS[E.EPERM, "NS_GET_PARENT"]
-
-# System V IPC and POSIX message queues: objects found by name, in the caller's
-# IPC namespace only (ipc_namespaces(7)).
-_SYSV_NOT_FOUND = ("no object with this key in the caller's IPC namespace, and IPC_CREAT was "
-                   "not given: System V objects belong to the IPC namespace that made them, "
-                   "and another namespace's key finds nothing here (ipcs lists this one's).")
-_SYSV_EXISTS = ("IPC_CREAT|IPC_EXCL asks for a new object, and this IPC namespace has one "
-                "with this key already.")
-_SYSV_LIMIT = ("a limit of this IPC namespace was reached (/proc/sys/kernel/shmmni, shmall, "
-               "msgmni or sem, which each IPC namespace has its own copy of).")
-IPC_HINTS = {
-    "shmget": {E.ENOENT: _SYSV_NOT_FOUND, E.EEXIST: _SYSV_EXISTS, E.ENOSPC: _SYSV_LIMIT,
-               E.EINVAL: "the size is outside /proc/sys/kernel/shmmin..shmmax, or a segment "
-                         "with this key exists and is smaller than the size asked for."},
-    "msgget": {E.ENOENT: _SYSV_NOT_FOUND, E.EEXIST: _SYSV_EXISTS, E.ENOSPC: _SYSV_LIMIT},
-    "semget": {E.ENOENT: _SYSV_NOT_FOUND, E.EEXIST: _SYSV_EXISTS, E.ENOSPC: _SYSV_LIMIT,
-               E.EINVAL: "the number of semaphores is outside 1..SEMMSL (/proc/sys/kernel/sem), "
-                         "or a set with this key exists and has fewer."},
-    "mq_open": {
-        E.ENOENT: "no queue of this name in the caller's IPC namespace, and O_CREAT was not "
-                  "given: POSIX queues belong to one IPC namespace (an mqueue mount lists "
-                  "those of its mounter's).",
-        E.EEXIST: "O_CREAT|O_EXCL asks for a new queue, and this IPC namespace has one of "
-                  "this name already.",
-        E.EINVAL: "a queue's name is '/' and up to 255 more characters, none of them '/' "
-                  "(mq_overview(7)).",
-        E.EMFILE: "the per-process limit on open queue descriptors was reached.",
-    },
-    "mq_unlink": {E.ENOENT: "no queue of this name in the caller's IPC namespace."},
-}
 
 
 # EPERM: which capability, over which namespace ------------------------------------
@@ -336,9 +257,10 @@ def _limit_hint(flags: int) -> str:
     as well.  When the caller's PID namespace is as deep as it goes, that is
     the answer; the kernel does not say which, so otherwise we name both.
     """
+    pid_depth, user_depth = BY_NAME["pid"].nesting, BY_NAME["user"].nesting
     level = _pid_nesting_level()
-    if flags & CLONE_NEWPID and level >= MAX_PID_NESTING:
-        return (f"PID namespaces go at most {MAX_PID_NESTING} levels below the initial one "
+    if flags & CLONE_NEWPID and level >= pid_depth:
+        return (f"PID namespaces go at most {pid_depth} levels below the initial one "
                 f"(MAX_PID_NS_LEVEL), and this process's PID namespace is {level} levels down "
                 f"already: the NSpid line of /proc/self/status has {level + 1} PIDs, one per "
                 "level. No sysctl raises this limit (/proc/sys/user/max_pid_namespaces counts "
@@ -354,8 +276,8 @@ def _limit_hint(flags: int) -> str:
             "user namespace; those of its ancestors count too). " if hints
             else "A namespace limit was reached. ")
     if flags & (CLONE_NEWUSER | CLONE_NEWPID):
-        text += (f"Nesting is limited too: PID namespaces go at most {MAX_PID_NESTING} levels "
-                 f"below the initial one, user namespaces {MAX_USER_NESTING}; one level more "
+        text += (f"Nesting is limited too: PID namespaces go at most {pid_depth} levels "
+                 f"below the initial one, user namespaces {user_depth}; one level more "
                  "fails the same way (before Linux 4.9 with EINVAL for PID and EUSERS for user "
                  "namespaces). ")
     return text + "Raise the limit with sysctl (as root), or end processes that hold namespaces."

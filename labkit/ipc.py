@@ -33,11 +33,12 @@ shmctl(2), mq_overview(7), mq_open(3), ipcs(1), ipcmk(1).
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 from typing import NamedTuple
 
 from . import syscalls
-from .errors import check
+from .errors import check, teach
 from .namespace import NS_GET_USERNS, ioctl_ns
 from .spawn import run
 from .syscalls import call_libc
@@ -50,6 +51,39 @@ IPC_PRIVATE = 0  # a key that always makes a new object
 IPC_CREAT = 0o1000
 IPC_EXCL = 0o2000
 IPC_RMID = 0  # the *ctl command that removes an object
+
+# What each failure means: objects are found by name, in the caller's IPC
+# namespace only (ipc_namespaces(7)).  labkit.errors.teach() hands them to error_for.
+_SYSV_NOT_FOUND = ("no object with this key in the caller's IPC namespace, and IPC_CREAT was "
+                   "not given: System V objects belong to the IPC namespace that made them, "
+                   "and another namespace's key finds nothing here (ipcs lists this one's).")
+_SYSV_EXISTS = ("IPC_CREAT|IPC_EXCL asks for a new object, and this IPC namespace has one "
+                "with this key already.")
+_SYSV_LIMIT = ("a limit of this IPC namespace was reached (/proc/sys/kernel/shmmni, shmall, "
+               "msgmni or sem, which each IPC namespace has its own copy of).")
+teach("shmget", hints={
+    errno.ENOENT: _SYSV_NOT_FOUND, errno.EEXIST: _SYSV_EXISTS, errno.ENOSPC: _SYSV_LIMIT,
+    errno.EINVAL: "the size is outside /proc/sys/kernel/shmmin..shmmax, or a segment with "
+                  "this key exists and is smaller than the size asked for.",
+})
+teach("msgget", hints={errno.ENOENT: _SYSV_NOT_FOUND, errno.EEXIST: _SYSV_EXISTS,
+                       errno.ENOSPC: _SYSV_LIMIT})
+teach("semget", hints={
+    errno.ENOENT: _SYSV_NOT_FOUND, errno.EEXIST: _SYSV_EXISTS, errno.ENOSPC: _SYSV_LIMIT,
+    errno.EINVAL: "the number of semaphores is outside 1..SEMMSL (/proc/sys/kernel/sem), "
+                  "or a set with this key exists and has fewer.",
+})
+teach("mq_open", hints={
+    errno.ENOENT: "no queue of this name in the caller's IPC namespace, and O_CREAT was not "
+                  "given: POSIX queues belong to one IPC namespace (an mqueue mount lists "
+                  "those of its mounter's).",
+    errno.EEXIST: "O_CREAT|O_EXCL asks for a new queue, and this IPC namespace has one of "
+                  "this name already.",
+    errno.EINVAL: "a queue's name is '/' and up to 255 more characters, none of them '/' "
+                  "(mq_overview(7)).",
+    errno.EMFILE: "the per-process limit on open queue descriptors was reached.",
+})
+teach("mq_unlink", hints={errno.ENOENT: "no queue of this name in the caller's IPC namespace."})
 
 
 # System V IPC: the C calls ------------------------------------------------------

@@ -24,7 +24,7 @@ steps of pivot_into, in the order the kernel needs them:
     2. mount(new, new, MS_BIND|MS_REC)        new_root must be a mount point
     3. pivot_root(new, new/.oldroot)          the old root moves to /.oldroot
     4. chdir("/")
-    5. mount("proc", "/proc", "proc")         a /proc of our own (labkit.pid.mount_fresh_proc)
+    5. mount("proc", "/proc", "proc")         a /proc of our own (labkit.spawn.mount_fresh_proc)
     6. umount2("/.oldroot", MNT_DETACH)       cut the last path back; then rmdir it
 
 pivot_root(".", ".") does the same without a put_old directory; see
@@ -59,8 +59,7 @@ from . import syscalls
 from .child import exec_command
 from .errors import error_for
 from .nstypes import encode_flags
-from .pid import mount_fresh_proc
-from .spawn import Child, run, spawn
+from .spawn import Child, mount_fresh_proc, run, spawn
 
 # Building a root file system -----------------------------------------------
 

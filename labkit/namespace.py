@@ -38,7 +38,7 @@ import fcntl
 import os
 import struct
 
-from .errors import NamespaceError, error_for
+from .errors import NamespaceError, error_for, teach
 from .nstypes import BY_FLAG, NamespaceType, lookup
 
 # ioctl_ns(2) requests: _IO(0xb7, n) from <linux/nsfs.h>.
@@ -48,6 +48,21 @@ NS_GET_NSTYPE = 0xB703  # the CLONE_NEW* type of a namespace (Linux 4.11)
 NS_GET_OWNER_UID = 0xB704  # the uid that created a user namespace (Linux 4.11)
 IOCTL_NAMES = {NS_GET_USERNS: "NS_GET_USERNS", NS_GET_PARENT: "NS_GET_PARENT",
                NS_GET_NSTYPE: "NS_GET_NSTYPE", NS_GET_OWNER_UID: "NS_GET_OWNER_UID"}
+
+# What the kernel means when an ioctl_ns(2) request fails (labkit.errors.teach).
+_OUTSIDE_THE_TREE = (
+    "ioctl_ns(2): the namespace asked for lies outside the caller's own namespace tree "
+    "(above its PID or user namespace), so the kernel will not show it; at the top of "
+    "the tree this is how the walk ends.")
+teach("ioctl NS_GET_PARENT", hints={
+    errno.EPERM: _OUTSIDE_THE_TREE,
+    errno.EINVAL: "ioctl_ns(2): only PID and user namespaces form a tree with parents; "
+                  "every namespace has an owner, though (NS_GET_USERNS).",
+})
+teach("ioctl NS_GET_USERNS", hints={errno.EPERM: _OUTSIDE_THE_TREE})
+teach("ioctl", hints={
+    errno.ENOTTY: "the file is not a namespace: open /proc/PID/ns/TYPE, or a bind mount of it.",
+})
 
 
 class Namespace:

@@ -29,20 +29,27 @@ class NamespaceType:
     kernel    the Linux release that completed the type
     manpage   where to read about it
     isolates  what a process in a namespace of its own gets its own copy of
+    nesting   for the two types that form a tree (PID, user): how many levels
+              below the initial namespace the kernel lets them go; else None
     """
 
-    __slots__ = ("name", "flag", "constant", "kernel", "manpage", "isolates")
+    __slots__ = ("name", "flag", "constant", "kernel", "manpage", "isolates", "nesting")
 
     def __init__(self, name: str, flag: int, constant: str, kernel: str,
-                 manpage: str, isolates: str) -> None:
+                 manpage: str, isolates: str, nesting: int | None = None) -> None:
         self.name, self.flag, self.constant = name, flag, constant
         self.kernel, self.manpage, self.isolates = kernel, manpage, isolates
+        self.nesting = nesting
 
     def __repr__(self) -> str:
         return f"<{self.name} {self.constant} {self.flag:#010x}>"
 
 
 # Order: the order of namespaces(7), which is roughly the order of history.
+# Nesting: the kernel's MAX_PID_NS_LEVEL (32) for PID namespaces, and for user
+# namespaces create_user_ns() refusing a parent at level > 32 (user_namespaces(7)
+# says 32; the kernel lets the 33rd level be made).  A 33rd PID level, or a 34th
+# user level, fails with ENOSPC (EINVAL and EUSERS before Linux 4.9).
 TYPES: tuple[NamespaceType, ...] = (
     NamespaceType("cgroup", 0x02000000, "CLONE_NEWCGROUP", "4.6",
                   "cgroup_namespaces(7)", "cgroup root directory"),
@@ -53,11 +60,11 @@ TYPES: tuple[NamespaceType, ...] = (
     NamespaceType("mnt", 0x00020000, "CLONE_NEWNS", "2.4.19",
                   "mount_namespaces(7)", "mount points"),
     NamespaceType("pid", 0x20000000, "CLONE_NEWPID", "2.6.24",
-                  "pid_namespaces(7)", "process IDs"),
+                  "pid_namespaces(7)", "process IDs", nesting=32),
     NamespaceType("time", 0x00000080, "CLONE_NEWTIME", "5.6",
                   "time_namespaces(7)", "boot and monotonic clocks"),
     NamespaceType("user", 0x10000000, "CLONE_NEWUSER", "3.8",
-                  "user_namespaces(7)", "user and group IDs"),
+                  "user_namespaces(7)", "user and group IDs", nesting=33),
     NamespaceType("uts", 0x04000000, "CLONE_NEWUTS", "2.6.19",
                   "uts_namespaces(7)", "hostname and NIS domain name"),
 )

@@ -38,12 +38,14 @@ from collections.abc import Callable, Sequence
 
 from . import syscalls
 from .child import FORWARDED_SIGNALS
-from .errors import MissingCapability
 from .namespace import Namespace
+from .nstypes import BY_NAME
 from .procfs import stat_fields, status_field
+from .spawn import mount_fresh_proc, run  # noqa: F401 - mount_fresh_proc: see section 4
 
-# MAX_PID_NS_LEVEL in the kernel's include/linux/pid_namespace.h.
-MAX_NESTING = 32
+# MAX_PID_NS_LEVEL in the kernel's include/linux/pid_namespace.h, kept in the
+# table of types (labkit.nstypes), where labkit.errors reads it too.
+MAX_NESTING = BY_NAME["pid"].nesting
 
 
 # 2. One PID per level ------------------------------------------------------
@@ -79,7 +81,6 @@ def descend(depth: int, fn: Callable[..., object], *args: object) -> object:
     """
     if depth <= 0:
         return fn(*args)
-    from .spawn import run  # here: spawn imports this module
     return run(descend, depth - 1, fn, *args, namespaces="pid")
 
 
@@ -94,28 +95,11 @@ def ancestors_of(pid: int | str = "self") -> list[Namespace]:
 
 
 # 4. A fresh /proc -------------------------------------------------------------
-
-def mount_fresh_proc(target: str = "/proc") -> None:
-    """mount -t proc proc TARGET: a /proc that shows the caller's PID namespace.
-
-    Do it in a mount namespace of one's own: in the caller's, the new /proc
-    would replace /proc for every process that shares the mount namespace.
-    The kernel asks for CAP_SYS_ADMIN over the PID namespace that the proc
-    will show as well as over the mount namespace, so a normal user needs
-    a PID namespace of their own too (labkit run -p --mount-proc); and in a
-    user namespace it mounts a proc only while another proc is fully
-    visible in the mount namespace (nothing mounted over parts of it), since
-    a new one would reveal what such mounts hide.
-    """
-    os.makedirs(target, exist_ok=True)
-    try:
-        syscalls.mount("proc", target, "proc",
-                       syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
-    except MissingCapability as e:
-        raise MissingCapability(e.errno, e.syscall, (
-            "Mounting proc needs CAP_SYS_ADMIN in the user namespace that owns the "
-            "mounter's PID namespace, as well as the mount namespace. In rootless mode, "
-            "add a new PID namespace too ('pid'; labkit run -p --mount-proc).")) from None
+#
+# mount_fresh_proc() (mount -t proc proc /proc) is one of spawn's steps, as
+# --mount-proc is one of unshare(1)'s, so it lives in labkit.spawn, below
+# this module: spawn(..., mount_proc=True) mounts it after the fork, since a
+# proc shows the PID namespace of its mounter.
 
 
 # 5. Orphans -----------------------------------------------------------------

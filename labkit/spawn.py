@@ -50,13 +50,15 @@ unshare(1), whose options this module mirrors.
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 import select
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 
-from . import syscalls, timens, user
+from . import syscalls, user
 from .child import (
     Child,
     collect,
@@ -69,8 +71,9 @@ from .child import (
     send_message,
     wait_until_running,
 )
+from .errors import MissingCapability, error_for, teach
 from .nstypes import BY_NAME, encode_flags
-from .pid import mount_fresh_proc
+from .procfs import write_once
 
 NEWUSER, NEWNS, NEWPID, NEWTIME, NEWUTS = (
     BY_NAME[n].flag for n in ("user", "mnt", "pid", "time", "uts"))
@@ -186,7 +189,7 @@ def _check_options(flags: int, target, *, map_root, uid_map, gid_map, hostname, 
     if time_offsets and not flags & NEWTIME:
         raise ValueError("time offsets need a new time namespace: add 'time'")
     for clock, seconds in (time_offsets or {}).items():
-        timens.offset_line(clock, seconds)  # ValueError for an offset that is no finite number
+        offset_line(clock, seconds)  # ValueError for an offset that is no finite number
     if (uid_map or gid_map) and not flags & NEWUSER:
         raise ValueError("uid_map and gid_map need a new user namespace: add 'user'")
     if map_root and (uid_map or gid_map):
@@ -223,7 +226,7 @@ def _child_steps(flags: int, status_w: int, go_r: int, *, handshake, propagation
     # 4. Time offsets can be written only before the first process enters the
     #    new time namespace: that is our child, forked next.
     if time_offsets:
-        timens.write_offsets("self", time_offsets)
+        write_offsets("self", time_offsets)
     # 5. The new PID and time namespaces are for our children: fork the one
     #    that runs the target.
     if flags & (NEWPID | NEWTIME):
@@ -249,6 +252,84 @@ def _write_maps(pid: int, map_root: bool | None, uid_map: str | None, gid_map: s
         if os.geteuid() != 0:
             user.deny_setgroups(pid)  # the Linux 3.19 rule, before gid_map
         user.write_gid_map(pid, gid_map)
+
+
+# Steps of other types, taken here --------------------------------------------------
+#
+# A fresh /proc (pid_namespaces(7)) and the time offsets (time_namespaces(7))
+# are steps of spawn, as --mount-proc and --monotonic/--boottime are steps of
+# unshare(1).  labkit.pid and labkit.timens explain them and use spawn to show
+# them: they stand above this module, and labkit.user (whose maps spawn writes)
+# below it.  start_owning_all() is user_namespaces(7)'s point that the creator
+# of a user namespace may make every other type in it.
+
+def mount_fresh_proc(target: str = "/proc") -> None:
+    """mount -t proc proc TARGET: a /proc that shows the caller's PID namespace.
+
+    Do it in a mount namespace of one's own: in the caller's, the new /proc
+    would replace /proc for every process that shares the mount namespace.
+    The kernel asks for CAP_SYS_ADMIN over the PID namespace that the proc
+    will show as well as over the mount namespace, so a normal user needs
+    a PID namespace of their own too (labkit run -p --mount-proc); and in a
+    user namespace it mounts a proc only while another proc is fully
+    visible in the mount namespace (nothing mounted over parts of it), since
+    a new one would reveal what such mounts hide.
+    """
+    os.makedirs(target, exist_ok=True)
+    try:
+        syscalls.mount("proc", target, "proc",
+                       syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+    except MissingCapability as e:
+        raise MissingCapability(e.errno, e.syscall, (
+            "Mounting proc needs CAP_SYS_ADMIN in the user namespace that owns the "
+            "mounter's PID namespace, as well as the mount namespace. In rootless mode, "
+            "add a new PID namespace too ('pid'; labkit run -p --mount-proc).")) from None
+
+
+# What a refused write of timens_offsets means (time_namespaces(7)).
+teach("timens_offsets", hints={
+    errno.EPERM: "Writing time offsets needs CAP_SYS_TIME in the user namespace that owns "
+                 "the time namespace.",
+    errno.EACCES: "Time offsets can be written only before the first process enters the new "
+                  "time namespace (after unshare(CLONE_NEWTIME), before fork).",
+    errno.ERANGE: "The offset would make the clock negative (or absurdly large): a negative "
+                  "offset may be at most the clock's current value.",
+    errno.EINVAL: "Each line is 'CLOCK SECONDS NANOSECONDS' with CLOCK monotonic or boottime "
+                  "and 0 <= NANOSECONDS < 1000000000 (negative offsets go in SECONDS).",
+})
+
+
+def offset_line(clock: str, seconds: float) -> str:
+    """One line for timens_offsets: -1.5 s is "-2 500000000" (nanoseconds are never negative)."""
+    if not math.isfinite(seconds):
+        raise ValueError(f"a {clock} offset is a finite number of seconds, not {seconds}")
+    whole, nanoseconds = divmod(round(seconds * 1_000_000_000), 1_000_000_000)
+    return f"{clock} {whole} {nanoseconds}\n"
+
+
+def write_offsets(pid: int | str, offsets: dict[str, float]) -> None:
+    """Set the offsets of PID's time_for_children namespace: before anyone enters it.
+
+    All lines go in one write(2): the kernel takes them all or none.  A
+    refusal becomes labkit's teaching error (EACCES: too late, someone has
+    entered; EPERM: no CAP_SYS_TIME; ERANGE: below zero; EINVAL: bad line).
+    """
+    path = f"/proc/{pid}/timens_offsets"
+    text = "".join(offset_line(clock, seconds) for clock, seconds in offsets.items())
+    try:
+        write_once(path, text)
+    except OSError as e:
+        raise error_for("timens_offsets", e.errno, detail=f"({path}: {text.strip()!r})") from None
+
+
+def start_owning_all(argv: Sequence[str]) -> Child:
+    """Start ARGV in a new user namespace and, owned by it, one of every other type.
+
+    No privilege needed: unshare(2) creates the user namespace first, and
+    the child's capabilities in it are enough for all the rest.  Root
+    inside is mapped to the caller.  Returns a Child.
+    """
+    return spawn(list(argv), ("user", *user.OTHER_TYPES), map_root=True)
 
 
 # A function's answer, a command's output -------------------------------------------

@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 
-from .errors import NamespaceError, check, error_for
+from .errors import NamespaceError, check, error_for, teach
 from .nstypes import encode_flags
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -93,6 +93,13 @@ def setns(fd: int, namespaces: object = 0) -> None:
     call_libc("setns", fd, flags, flags=flags)
 
 
+teach("setns", hints={errno.EINVAL: (
+    "setns(2): the file descriptor is not a namespace of the type given in nstype, or "
+    "joining is not allowed: a user namespace cannot be joined by a multi-threaded "
+    "process, a process cannot rejoin its own user namespace, and a PID namespace can be "
+    "joined only if it is our own or below it.")})
+
+
 def pidfd_open(pid: int) -> int:
     """pidfd_open(2): a file descriptor that refers to process PID (Linux 5.3+).
 
@@ -113,9 +120,25 @@ def mount(source: str, target: str, fstype: str | None = None, flags: int = 0,
           enc(data) if data else None, detail=target)
 
 
+teach("umount2", hints={
+    errno.EINVAL: "umount2(2): nothing is mounted there, or the mount is locked: in a user "
+                  "namespace, mounts that came with the copy of a more privileged mount "
+                  "namespace cannot be unmounted one by one (mount_namespaces(7)).",
+    errno.EBUSY: "the mount is in use (an open file, a working directory, a mount below it): "
+                 "umount2(MNT_DETACH) detaches it now and frees it when the last user lets go.",
+})
+
+
 def umount(target: str, flags: int = 0) -> None:
     """umount2(2): detach the mount at TARGET (MNT_DETACH: lazily, even if busy)."""
     call_libc("umount2", os.fsencode(target), flags, detail=target)
+
+
+teach("pivot_root", hints=dict.fromkeys((errno.EINVAL, errno.EBUSY), (
+    "pivot_root(2) wants: new_root a mount point other than the current root (bind-mount "
+    "it onto itself first), put_old at or under new_root, and neither the current root "
+    "nor new_root on a shared mount (make / private with MS_REC|MS_PRIVATE first, in a "
+    "new mount namespace).")))
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
@@ -128,6 +151,10 @@ def pivot_root(new_root: str, put_old: str) -> None:
                              f"number on {os.uname().machine}: add it to SYS_pivot_root")
     call_libc("syscall", SYS_pivot_root, os.fsencode(new_root), os.fsencode(put_old),
           call="pivot_root", detail=f"{new_root} {put_old}")
+
+
+teach("sethostname", "setdomainname", hints={errno.EINVAL: (
+    "uts_namespaces(7): a hostname or NIS domain name is at most 64 bytes (HOST_NAME_MAX).")})
 
 
 def sethostname(name: str) -> None:

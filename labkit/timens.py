@@ -25,6 +25,9 @@ time_namespaces(7) gives the rules this module shows, in order:
    can count; only ``monotonic`` and ``boottime`` may be given (EINVAL).
 
 labkit.spawn does step 3 for you: ``spawn(cmd, "time", time_offsets={...})``.
+It writes the offsets between its unshare(2) and its fork(2), so the writing
+itself (``write_offsets``, ``offset_line``) lives there, below this module,
+which uses spawn to show the rules.
 
 See time_namespaces(7), clock_gettime(2), proc(5) (/proc/uptime,
 /proc/PID/timens_offsets), unshare(1) (--monotonic, --boottime).
@@ -32,13 +35,11 @@ See time_namespaces(7), clock_gettime(2), proc(5) (/proc/uptime,
 
 from __future__ import annotations
 
-import math
 import os
 import time
 
 from . import syscalls
-from .errors import error_for
-from .procfs import write_once
+from .spawn import offset_line, run, write_offsets  # noqa: F401 - spawn's step 4, see rule 3
 
 # The clocks a time namespace touches, and the one it does not.
 CLOCKS = {"monotonic": time.CLOCK_MONOTONIC, "boottime": time.CLOCK_BOOTTIME,
@@ -65,7 +66,6 @@ def readings() -> dict[str, float]:
 
 def readings_in_new_namespace(offsets: dict[str, float]) -> dict[str, float]:
     """readings() taken by a process in a new time namespace with OFFSETS."""
-    from .spawn import run  # here: spawn imports this module
     return run(readings, namespaces="time", time_offsets=offsets)
 
 
@@ -83,8 +83,6 @@ def time_for_children_steps() -> dict[str, dict[str, str]]:
     A normal user's child first gets a user namespace of its own, in which it
     has CAP_SYS_ADMIN, which unshare(CLONE_NEWTIME) needs.
     """
-    from .spawn import run  # here: spawn imports this module
-
     def unshare_then_fork() -> dict[str, dict[str, str]]:
         steps = {"before unshare": time_links()}
         syscalls.unshare("time")
@@ -106,26 +104,3 @@ def read_offsets(pid: int | str = "self") -> dict[str, float]:
             clock, sec, nsec = line.split()
             offsets[clock] = int(sec) + int(nsec) / 1e9
     return offsets
-
-
-def offset_line(clock: str, seconds: float) -> str:
-    """One line for timens_offsets: -1.5 s is "-2 500000000" (nanoseconds are never negative)."""
-    if not math.isfinite(seconds):
-        raise ValueError(f"a {clock} offset is a finite number of seconds, not {seconds}")
-    whole, nanoseconds = divmod(round(seconds * 1_000_000_000), 1_000_000_000)
-    return f"{clock} {whole} {nanoseconds}\n"
-
-
-def write_offsets(pid: int | str, offsets: dict[str, float]) -> None:
-    """Set the offsets of PID's time_for_children namespace: before anyone enters it.
-
-    All lines go in one write(2): the kernel takes them all or none.  A
-    refusal becomes labkit's teaching error (EACCES: too late, someone has
-    entered; EPERM: no CAP_SYS_TIME; ERANGE: below zero; EINVAL: bad line).
-    """
-    path = f"/proc/{pid}/timens_offsets"
-    text = "".join(offset_line(clock, seconds) for clock, seconds in offsets.items())
-    try:
-        write_once(path, text)
-    except OSError as e:
-        raise error_for("timens_offsets", e.errno, detail=f"({path}: {text.strip()!r})") from None

@@ -31,7 +31,7 @@ handshake of ``userns_child_exec.c`` that ``labkit.spawn`` performs.
 The creator of a user namespace gets every capability *in it*
 (``capabilities()`` reads them from /proc/PID/status), and with them the
 power to create every other namespace type, which the new user namespace
-then owns: ``start_owning_all()``.  Those capabilities count only for
+then owns: ``labkit.spawn.start_owning_all()``.  Those capabilities count only for
 objects the namespace owns; outside it the process is as weak as before.
 
 See user_namespaces(7), proc(5) (/proc/PID/uid_map, /proc/PID/status),
@@ -42,10 +42,8 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Sequence
 
-from .child import Child
-from .errors import MapRuleError, error_for
+from .errors import MapRuleError, error_for, teach
 from .namespace import Namespace
 from .procfs import read_text, status_field, write_once
 
@@ -71,6 +69,11 @@ MAP_RULES = {
                       "afterwards it is fixed.",
     "mapped-outside": "the outside ids must themselves be mapped in the parent user namespace.",
 }
+
+# A refused write that _broken_rule() cannot pin on one rule is answered with them all.
+teach("uid_map", "gid_map", "setgroups", cls=MapRuleError, hints=dict.fromkeys(
+    (errno.EPERM, errno.EACCES, errno.EINVAL),
+    "user_namespaces(7): " + " ".join(rule.format(own="EUID") for rule in MAP_RULES.values())))
 
 # capabilities(7): the bit number of each capability (<linux/capability.h>).
 CAPABILITIES = (
@@ -206,15 +209,3 @@ def owner_uid(pid: int | str = "self") -> int:
 def owners(pid: int | str = "self") -> dict[str, Namespace]:
     """The user namespace that owns each namespace of PID (NS_GET_USERNS)."""
     return {name: Namespace.of(pid, name).owner() for name in OTHER_TYPES}
-
-
-def start_owning_all(argv: Sequence[str]) -> Child:
-    """Start ARGV in a new user namespace and, owned by it, one of every other type.
-
-    No privilege needed: unshare(2) creates the user namespace first, and
-    the child's capabilities in it are enough for all the rest.  Root
-    inside is mapped to the caller.  Returns a ``labkit.spawn.Child``.
-    """
-    from .spawn import spawn  # spawn imports this module
-
-    return spawn(list(argv), ("user", *OTHER_TYPES), map_root=True)

@@ -195,7 +195,7 @@ def test_overview_demo_shows_the_strace_mask_and_its_decoding(socket):
 def test_unknown_lesson_is_a_clear_error_listing_the_demos():
     result = labkit_demo("nosuch", "--auto")
     assert result.returncode == 2
-    assert "no demo for 'nosuch'; there are: 01-overview, 02-uts" in result.stderr
+    assert f"no demo for 'nosuch'; there are: {', '.join(demo.available())}" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -224,6 +224,155 @@ def test_a_normal_user_is_told_that_the_uts_demo_needs_root(unprivileged):
     assert result.returncode == 2
     assert "need root" in result.stderr and "sudo" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# The demo of every lesson with a shell session ---------------------------------------------
+
+def played(lesson: str, socket: str) -> dict[str, str]:
+    """Play LESSON with --auto and return what each pane showed."""
+    result = labkit_demo(lesson, "--auto", "--delay", "0", "--socket", socket, timeout=180)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    assert "Traceback" not in result.stderr
+    assert not server_running(socket)
+    return panes_printed(result.stdout)
+
+
+def row(output: str) -> list[str]:
+    """The fields of the first line under a table's header (findmnt, ps)."""
+    return output.splitlines()[1].split()
+
+
+def our_mounts() -> str:
+    return sh("findmnt", "-rn", "-o", "TARGET,SOURCE")
+
+
+def test_at_least_eight_lessons_have_a_demo():
+    assert len(demo.available()) >= 8
+    result = subprocess.run([sys.executable, "-m", "labkit", "demo"], capture_output=True, text=True,
+                            cwd=ROOT, stdin=subprocess.DEVNULL, timeout=60)
+    for name in ("03-mount", "04-chroot", "05-pid", "06-network", "07-user", "08-ipc", "09-cgroup",
+                 "10-time"):
+        assert name in result.stdout
+
+
+def test_mount_demo_propagates_between_peers_and_only_into_a_slave(socket):
+    before = our_mounts()
+    panes = played("mount", socket)
+    sh1, sh2 = panes["sh1"], panes["sh2"]
+    assert row(outputs(sh1, "sh1", "findmnt -o TARGET,SOURCE,PROPAGATION /mnt")[0]) == \
+        ["/mnt", "demo", "shared"]
+    assert row(outputs(sh2, "sh2", "findmnt -o TARGET,SOURCE,PROPAGATION /mnt")[0]) == \
+        ["/mnt", "demo", "shared"]
+    # sh1 -> sh2 and sh2 -> sh1 while peers; after make-slave, only sh1 -> sh2.
+    assert row(outputs(sh2, "sh2", "findmnt -o TARGET,SOURCE /mnt/a")[0]) == ["/mnt/a", "from-sh1"]
+    assert row(outputs(sh1, "sh1", "findmnt -o TARGET,SOURCE /mnt/b")[0]) == ["/mnt/b", "from-sh2"]
+    assert outputs(sh1, "sh1", "findmnt -o TARGET,SOURCE /mnt/c") == [""]
+    assert row(outputs(sh2, "sh2", "findmnt -o TARGET,SOURCE /mnt/c")[0]) == \
+        ["/mnt/c", "slave-only"]
+    mountinfo = "grep 'tmpfs demo' /proc/self/mountinfo"
+    assert re.search(r" /mnt rw\S* master:\d+ ", outputs(sh2, "sh2", mountinfo)[0])
+    assert re.search(r" /mnt rw\S* shared:\d+ ", outputs(sh1, "sh1", mountinfo)[0])
+    assert our_mounts() == before  # nothing reached our mount namespace
+    assert "from-sh1" not in before and "slave-only" not in our_mounts()
+
+
+def test_chroot_demo_escapes_through_proc_and_pivot_root_does_not(socket):
+    before = our_mounts()
+    panes = played("chroot", socket)
+    sh1, sh2 = panes["sh1"], panes["sh2"]
+    assert outputs(sh1, "sh1", "ls /")[0].split() == ["bin", "old", "proc"]  # in the jail
+    escaped = outputs(sh1, "sh1", "ls /usr")[0].split()
+    assert escaped == sorted(os.listdir("/usr"))  # this machine's /usr, seen from the jail
+    assert outputs(sh2, "sh2", "ls /")[0].split() == ["bin", "old", "proc"]
+    assert outputs(sh2, "sh2", "ls /proc/1/root/")[0].split() == ["bin", "old", "proc"]
+    assert outputs(sh2, "sh2", "chroot /proc/1/root ls /usr") == ["ls: /usr: No such file or directory"]
+    assert our_mounts() == before
+
+
+def test_pid_demo_shows_pid_1_its_orphan_reaped_and_the_namespace_killed_with_it(socket):
+    host_pidns = os.readlink("/proc/self/ns/pid")
+    panes = played("pid", socket)
+    sh1, sh2 = panes["sh1"], panes["sh2"]
+    assert outputs(sh1, "sh1", "echo $$") == ["1"]
+    init = re.search(r"^sh2# init=(\d+)$", sh2, re.MULTILINE)[1]
+    assert outputs(sh2, "sh2", "grep NSpid /proc/$init/status")[0].split() == ["NSpid:", init, "1"]
+    with_orphan, after = outputs(sh1, "sh1", "ps -o pid,ppid,stat,comm")
+    assert re.search(r"^\s*\d+\s+1\s+S\s+sleep$", with_orphan, re.MULTILINE)  # adopted by PID 1
+    assert "sleep" not in after and " Z " not in after  # reaped: no zombie
+    assert outputs(sh1, "sh1", "echo $$ is alive") == ["1 is alive"]  # kill -KILL 1 from inside: ignored
+    sleeper = outputs(sh2, "sh2", "pgrep -a -f 'sleep 4242'")[0].split()
+    assert sleeper[1:] == ["sleep", "4242"]
+    gone = "pgrep -a -f 'sleep 4242' || echo no sleep 4242 left"
+    assert outputs(sh2, "sh2", gone) == ["no sleep 4242 left"]  # killed with its PID 1
+    assert outputs(sh1, "sh1", "readlink /proc/$$/ns/pid")[-1].endswith(host_pidns)  # the pane's own shell
+
+
+def test_network_demo_pings_across_a_veth_pair_between_two_namespaces(socket):
+    our_links = sh("ip", "-br", "link")
+    panes = played("network", socket)
+    sh1, sh2 = panes["sh1"], panes["sh2"]
+    assert outputs(sh1, "sh1", "ip -br link")[0].split()[:2] == ["lo", "DOWN"]
+    assert len(outputs(sh1, "sh1", "ip -br link")[0].splitlines()) == 1  # lo, and nothing else
+    assert "10.13.0.2/24" in outputs(sh2, "sh2", "ip -br addr")[0]
+    replies = outputs(sh1, "sh1", "ping -c 3 -W 5 10.13.0.2")[0]
+    assert len(re.findall(r"^64 bytes from 10\.13\.0\.2: icmp_seq=\d", replies, re.MULTILINE)) == 3
+    assert "3 packets transmitted, 3 received, 0% packet loss" in replies
+    assert "1 packets transmitted, 1 received" in outputs(sh2, "sh2", "ping -c 1 -W 5 10.13.0.1")[0]
+    assert outputs(sh1, "sh1", "ip route")[0].startswith("10.13.0.0/24 dev veth1")
+    assert sh("ip", "-br", "link") == our_links  # no veth here
+    assert "10.13.0." not in sh("ip", "-br", "addr")
+
+
+def test_user_demo_shows_root_inside_and_the_map_from_outside(socket):
+    panes = played("user", socket)
+    sh1, sh2 = panes["sh1"], panes["sh2"]
+    assert outputs(sh1, "sh1", "id -u") == ["0"]
+    assert outputs(sh1, "sh1", "cat /proc/self/uid_map")[0].split() == ["0", "1000", "1"]
+    pid = re.search(r"^sh2# cat /proc/(\d+)/uid_map$", sh2, re.MULTILINE)[1]
+    assert outputs(sh2, "sh2", f"cat /proc/{pid}/uid_map")[0].split() == ["0", "1000", "1"]
+    assert outputs(sh2, "sh2", f"cat /proc/{pid}/gid_map")[0].split() == ["0", "1000", "1"]
+    assert row(outputs(sh2, "sh2", f"ps -o uid,pid,comm -p {pid}")[0]) == ["1000", pid, "sh"]
+    assert outputs(sh1, "sh1", "ls -ln /etc/shadow")[0].split()[2:4] == ["65534", "65534"]
+    assert outputs(sh1, "sh1", "cat /etc/shadow") == ["cat: /etc/shadow: Permission denied"]
+
+
+def test_ipc_demo_queue_is_seen_only_from_inside_its_namespace(socket):
+    panes = played("ipc", socket)
+    sh1, sh2 = panes["sh1"], panes["sh2"]
+    key = outputs(sh1, "sh1", "ipcs -q")[0].splitlines()[-1].split()[0]
+    assert key.startswith("0x")
+    assert key not in outputs(sh2, "sh2", "ipcs -q")[0]
+    pid = re.search(r"^sh2# nsenter --target (\d+) --ipc ipcs -q$", sh2, re.MULTILINE)[1]
+    assert key in outputs(sh2, "sh2", f"nsenter --target {pid} --ipc ipcs -q")[0]
+    assert key not in sh("ipcs", "-q")
+
+
+def test_time_demo_puts_one_shell_a_day_ahead_with_the_same_wall_clock(socket):
+    panes = played("time", socket)
+    sh1, sh2 = panes["sh1"], panes["sh2"]
+    ours = [float(o.split()[0]) for o in outputs(sh1, "sh1", "cat /proc/uptime")]
+    theirs = [float(o.split()[0]) for o in outputs(sh2, "sh2", "cat /proc/uptime")]
+    assert abs(theirs[0] - ours[0]) < 60  # before the unshare: the same boot
+    assert 86400 - 60 < theirs[1] - ours[1] < 86400 + 60  # a day ahead
+    pid = re.search(r"^sh1# cat /proc/(\d+)/timens_offsets$", sh1, re.MULTILINE)[1]
+    offsets = outputs(sh1, "sh1", f"cat /proc/{pid}/timens_offsets")[0]
+    assert offsets.split() == ["monotonic", "3600", "0", "boottime", "86400", "0"]
+    assert outputs(sh2, "sh2", "cat /proc/self/timens_offsets")[0].split() == offsets.split()
+    assert outputs(sh1, "sh1", "date +%F") == outputs(sh2, "sh2", "date +%F")
+
+
+def test_cgroup_demo_shows_the_cgroup_as_root_inside_and_removes_it(socket):
+    panes = played("cgroup", socket)
+    sh1, sh2 = panes["sh1"], panes["sh2"]
+    assert outputs(sh1, "sh1", "grep ^0:: /proc/self/cgroup") == ["0::/"]
+    inside = re.search(r"^sh2# grep \^0:: /proc/(\d+)/cgroup$", sh2, re.MULTILINE)[1]
+    assert outputs(sh2, "sh2", f"grep ^0:: /proc/{inside}/cgroup") == ["0::/nslab-demo"]
+    outside = re.search(r"^sh1# grep \^0:: /proc/(\d+)/cgroup$", sh1, re.MULTILINE)[1]
+    assert outputs(sh1, "sh1", f"grep ^0:: /proc/{outside}/cgroup")[0].startswith("0::/..")
+    assert outputs(sh1, "sh1", "ls -d /mnt/nslab-demo") == \
+        ["ls: cannot access '/mnt/nslab-demo': No such file or directory"]
+    v2 = sh("findmnt", "-n", "-t", "cgroup2", "-o", "TARGET").splitlines()[0]  # the v2 tree, as mounted here
+    assert not os.path.exists(f"{v2}/nslab-demo")
 
 
 # The scripts and the command line ----------------------------------------------------

@@ -212,7 +212,7 @@ def test_other_namespace_types_need_cap_sys_admin_without_a_user_namespace(unpri
 
 @pytest.mark.rootless
 def test_every_other_type_is_created_without_root_and_owned_by_the_new_user_namespace(unprivileged):
-    code = "from labkit.user import start_owning_all\nchild = start_owning_all(['sleep', '60'])"
+    code = "from labkit.spawn import start_owning_all\nchild = start_owning_all(['sleep', '60'])"
     with held_by_nobody(unprivileged, code) as pid:
         listed = tools.lsns("-n", "-r", "-o", "NS,TYPE,ONS", "-p", str(pid), check=True).stdout
         rows = [line.split() for line in listed.strip().splitlines()]

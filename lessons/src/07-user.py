@@ -269,7 +269,7 @@ owner.wait()  # unshare(1) reaps it, then ends
 print("processes left in its user namespace:", len(lab.processes_in(theirs)))
 
 # %% [markdown]
-# `labkit.user.start_owning_all(argv)` does the same in Python.
+# `labkit.spawn.start_owning_all(argv)` does the same in Python.
 #
 # ## 8. Who owns the files root creates inside
 #
