@@ -124,6 +124,7 @@ def main(argv: list[str]) -> int:
     environ = None
     uid = gid = None
     preserve = "preserve-credentials" in names
+    groups_dropped = False
     for name, value in found:
         if name == "root":
             root_fd = _open(pid, "root", value)
@@ -144,6 +145,7 @@ def main(argv: list[str]) -> int:
         gid = 0 if gid is None else gid
         try:
             os.setgroups([])  # now while we may; again after setns below
+            groups_dropped = True
         except OSError:
             pass
 
@@ -172,7 +174,7 @@ def main(argv: list[str]) -> int:
         continue_as_child()
 
     # 5. Credentials, capabilities, the program.
-    set_credentials(uid, gid)
+    set_credentials(uid, gid, groups_dropped)
     if "keep-caps" in names and "user" in fds:
         keep_capabilities()
     exec_program(rest)

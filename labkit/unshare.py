@@ -46,8 +46,8 @@ time_namespaces(7), mount_namespaces(7), capabilities(7), newuidmap(1).
 from __future__ import annotations
 
 import errno
-import os
 import grp
+import os
 import pwd
 import resource
 import select
@@ -58,8 +58,8 @@ from dataclasses import dataclass, field
 from . import syscalls, timens, user
 from .errors import error_for
 from .nstypes import BY_NAME
-from .procfs import write_once
 from .options import NONE, OPTIONAL, REQUIRED, Option, UsageError, help_text, parse
+from .procfs import write_once
 
 # unshare(1)'s options: (short, long, argument, metavar, its --help, what it maps to).
 NAMESPACES = (
@@ -451,17 +451,28 @@ def exit_as(status: int) -> None:
 
 # Credentials and the program ----------------------------------------------------------
 
-def set_credentials(uid: int | None, gid: int | None) -> None:
+def set_credentials(uid: int | None, gid: int | None, groups_dropped: bool = False) -> None:
     """-S, -G: drop the supplementary groups, then setgid, then setuid (the order matters:
-    after setuid we could no longer change our group)."""
+    after setuid we could no longer change our group).
+
+    GROUPS_DROPPED: nsenter dropped them already, before setns(2); a user
+    namespace with setgroups "deny" then refuses the second setgroups(2).
+    """
+    call = "setgroups"
     try:
         if gid is not None:
-            os.setgroups([])
+            try:
+                os.setgroups([])
+            except PermissionError:
+                if not groups_dropped:
+                    raise
+            call = "setgid"
             os.setgid(gid)
         if uid is not None:
+            call = "setuid"
             os.setuid(uid)
     except OSError as e:
-        raise error_for("setuid" if gid is None else "setgid", e.errno) from None
+        raise error_for(call, e.errno, detail=str(uid if call == "setuid" else gid)) from None
 
 
 def keep_capabilities() -> None:
