@@ -56,7 +56,7 @@ import sys
 from dataclasses import dataclass, field
 
 from . import syscalls, timens, user
-from .errors import error_for
+from .errors import NamespaceError, error_for
 from .nstypes import BY_NAME
 from .options import NONE, OPTIONAL, REQUIRED, Option, UsageError, help_text, parse
 from .procfs import write_once
@@ -137,6 +137,8 @@ Where labkit differs from unshare(1) 2.38, on purpose:
    so that `labkit run -u` works rootless;
  * --hostname and --domainname are labkit's own;
  * --monotonic and --boottime also take fractions of a second;
+ * with -f, a program killed by SIGKILL kills labkit with SIGKILL (unshare 2.38 means
+   to, but exits 1: "sigprocmask unblock failed");
  * as root, --map-users/--map-groups/--map-auto write the maps directly instead of
    running newuidmap(1)/newgidmap(1);
  * not supported: --mount-binfmt, -l/--load-interp, --owner, --map-subids,
@@ -635,6 +637,9 @@ def _setgroups(word: str) -> None:
         write_once("/proc/self/setgroups", word)
     except FileNotFoundError:
         pass
+    except OSError as e:
+        hint = user.MAP_RULES["setgroups-late"] if e.errno == errno.EPERM else ""
+        raise NamespaceError(e.errno, f"write /proc/self/setgroups {word!r}", hint) from None
 
 
 def mount_proc(target: str, private_first: bool) -> None:
