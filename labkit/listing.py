@@ -217,9 +217,15 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), text)
 
 
-def _namespace_fds() -> dict[str, str]:
-    """Open namespace files, in every process we may look into: {/proc/PID/fd/N: "net:[...]"}."""
-    found = {}
+def _namespace_fds() -> list[str]:
+    """Open namespace files, in every process we may look into: [/proc/PID/fd/N, ...].
+
+    Known by their file system, nsfs (the st_dev of any /proc/PID/ns file),
+    not by the link's text: one opened through a bind mount reads as that
+    path, or as "/" once the mount is gone.
+    """
+    nsfs = os.stat("/proc/self/ns/user").st_dev
+    found = []
     for pid in _pids():
         try:
             entries = os.listdir(f"/proc/{pid}/fd")
@@ -228,11 +234,10 @@ def _namespace_fds() -> dict[str, str]:
         for fd in entries:
             path = f"/proc/{pid}/fd/{fd}"
             try:
-                link = os.readlink(path)
+                if os.stat(path).st_dev == nsfs:
+                    found.append(path)
             except OSError:
                 continue
-            if link.endswith("]") and ":[" in link and not link.startswith(("socket", "pipe", "anon")):
-                found[path] = link
     return found
 
 
