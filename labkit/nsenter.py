@@ -79,6 +79,10 @@ ABOUT = ("Run a program with namespaces of other processes, as nsenter(1) does: 
          "same steps, same exit status (options end at <program>; `--` is optional).")
 DIFFERENCES = """\
 Where labkit differs from nsenter(1) 2.38, on purpose:
+ * -a enters the namespaces of PID that are not ours already (nsenter also "enters"
+   the ones we share, which needs privilege over them: it fails rootless);
+ * in a user namespace whose setgroups is "deny", -U leaves the supplementary groups
+   alone (nsenter fails: "setgroups failed"); uid and gid are set as nsenter sets them;
  * without -t, a first argument that is a number is the target PID, and options may
    follow it (`labkit enter PID -u hostname`, labkit's older spelling);
  * -e/--env and --keep-caps come from util-linux 2.40;
@@ -115,7 +119,7 @@ def main(argv: list[str]) -> int:
         if pid is None:
             raise ValueError("no target PID specified for --all")
         for nstype in JOIN_ORDER:
-            if nstype not in wanted and _usable(pid, nstype):
+            if nstype not in wanted and _differs(pid, nstype):
                 wanted[nstype] = None
     fds = {nstype: _open(pid, f"ns/{nstype}", path) for nstype, path in
            sorted(wanted.items(), key=lambda item: JOIN_ORDER.index(item[0]))}
@@ -174,6 +178,8 @@ def main(argv: list[str]) -> int:
         continue_as_child()
 
     # 5. Credentials, capabilities, the program.
+    if "user" in fds and _setgroups_denied():
+        groups_dropped = True  # setgroups(2) is refused here for good: nothing to drop
     set_credentials(uid, gid, groups_dropped)
     if "keep-caps" in names and "user" in fds:
         keep_capabilities()
@@ -198,17 +204,16 @@ def _number(text: str, what: str) -> int:
     return int(text)
 
 
-def _usable(pid: int, nstype: str) -> bool:
-    """--all's test: our kernel has the type, and (for user) PID's is not ours.
+def _differs(pid: int, nstype: str) -> bool:
+    """--all's test: our kernel has the type, and PID's namespace of it is not ours.
 
-    setns(2) into one's own user namespace is EINVAL.
+    nsenter(1) joins the ones we share too (all but the user namespace:
+    setns(2) into one's own is EINVAL), which needs privilege over them.
     """
     try:
         mine = os.stat(f"/proc/self/ns/{nstype}").st_ino
     except FileNotFoundError:
         return False
-    if nstype != "user":
-        return True
     try:
         return os.stat(f"/proc/{pid}/ns/{nstype}").st_ino != mine
     except OSError as e:
@@ -261,6 +266,14 @@ def join_in_two_passes(fds: dict[str, int]) -> None:
     for nstype, fd in left.items():  # JOIN_ORDER put "user" first
         syscalls.setns(fd, BY_NAME[nstype].flag)
         os.close(fd)
+
+
+def _setgroups_denied() -> bool:
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() == "deny"
+    except OSError:
+        return False
 
 
 def continue_as_child() -> None:

@@ -648,13 +648,15 @@ def mount_proc(target: str, private_first: bool) -> None:
     With another --propagation than private, TARGET is made private first,
     so that the new proc does not propagate back to the caller's namespace.
     """
+    from .pid import mount_fresh_proc  # its error says what a rootless mount of proc needs
+
     if private_first:
         try:
             syscalls.mount("none", target, None, syscalls.MS_PRIVATE | syscalls.MS_REC)
         except OSError as e:
             if e.errno != errno.EINVAL:  # nothing mounted there: nothing to make private
                 raise
-    syscalls.mount("proc", target, "proc", syscalls.MS_NOSUID | syscalls.MS_NOEXEC | syscalls.MS_NODEV)
+    mount_fresh_proc(target)
 
 
 __all__ = ["main", "read_command_line", "UsageError"]
