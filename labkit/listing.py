@@ -76,6 +76,7 @@ class NamespaceInfo:
     ons: int = 0  # owner user namespace; 0: not visible to us
     members: list[tuple[int, int, int]] = field(default_factory=list, repr=False)  # (pid, ppid, uid)
     held_by: str = ""  # a file that leads to it: /proc/PID/ns/TYPE, a bind mount, /proc/PID/fd/N
+    ghost: bool = False  # found as the parent or owner of another (ioctl_ns), of any type
     children: list[NamespaceInfo] = field(default_factory=list, repr=False)  # filled by tree()
 
     def as_json(self) -> dict:
@@ -309,13 +310,11 @@ def _add_missing_relatives(found: dict[int, NamespaceInfo], fd: int, info: Names
         except OSError:
             continue
         try:
-            nstype = BY_FLAG[ioctl_ns(other, NS_GET_NSTYPE)].name
-            if nstype not in wanted:
-                continue
+            nstype = BY_FLAG[ioctl_ns(other, NS_GET_NSTYPE)].name  # of any type, as in lsns
             ino, parent, owner = _ids(other, nstype)
             uid = _owner_uid(other)  # no process to ask, so the uid that created it
             found[ino] = NamespaceInfo(ino, nstype, uid=uid, user=user_name(uid), pns=parent, ons=owner)
-            found[ino].held_by = f"{info.held_by} via ioctl_ns"
+            found[ino].held_by, found[ino].ghost = f"{info.held_by} via ioctl_ns", True
             _add_missing_relatives(found, other, found[ino], wanted)
         finally:
             os.close(other)
@@ -331,30 +330,47 @@ def _owner_uid(fd: int) -> int:
 
 # Trees ---------------------------------------------------------------------
 
-def tree(found: dict[int, NamespaceInfo], by: str) -> list[NamespaceInfo]:
+def tree(found: dict[int, NamespaceInfo], by: str, only: Iterable[int] | None = None) -> list[NamespaceInfo]:
     """Arrange FOUND as a tree and return its roots; each node's children are in .children.
 
     BY is "parent" (a PID or user namespace under its parent), "owner" (every
     namespace under the user namespace that owns it) or "process" (lsns's
     default view: under the latest line whose process is the parent of this
-    namespace's process).
+    namespace's process).  ONLY: the inodes to show (all, by default); in the
+    parent and owner trees their ancestors come along.
+
+    As lsns does, a namespace's parent (or owner) gets its line first, even
+    if its inode is larger; in the parent tree a namespace without a parent
+    brings its owner along, on a line of its own: the user namespace that
+    owns the first PID namespace, say.
     """
-    roots: list[NamespaceInfo] = []
-    latest_line_of: dict[int, NamespaceInfo] = {}  # pid -> the last namespace it stood for
     for info in found.values():
         info.children = []
-    for info in found.values():  # a parent may come after its children: inode numbers are reused
-        if by == "parent":
-            above = found.get(info.pns)
-        elif by == "owner":
-            above = found.get(info.ons)
-        elif by == "process":
+    lines = [found[i] for i in (found if only is None else only)]
+    if by == "process":
+        roots: list[NamespaceInfo] = []
+        latest_line_of: dict[int, NamespaceInfo] = {}  # pid -> the last namespace it stood for
+        for info in lines:
             above = latest_line_of.get(info.ppid) if info.ppid else None
             if info.pid is not None:
                 latest_line_of[info.pid] = info
-        else:
-            raise ValueError(f"unknown tree {by!r}: parent, owner or process")
-        (above.children if above is not None else roots).append(info)
+            (above.children if above is not None else roots).append(info)
+        return roots
+    if by not in ("parent", "owner"):
+        raise ValueError(f"unknown tree {by!r}: parent, owner or process")
+    roots, shown = [], set()
+
+    def show(info: NamespaceInfo) -> None:
+        above = found.get(info.ons if by == "owner" else info.pns)
+        before = above if above is not None or by == "owner" else found.get(info.ons)
+        if before is not None and before.ns not in shown:
+            show(before)
+        shown.add(info.ns)
+        (above.children if above is not None and above.ns in shown else roots).append(info)
+
+    for info in lines:
+        if info.ns not in shown:
+            show(info)
     return roots
 
 
@@ -513,9 +529,10 @@ def main(argv: list[str]) -> int:
             raise ValueError(f"not found namespace: {ls.nsid}")
         lines = processes_of(found[ls.nsid], ls.tree == "process")
     else:
-        shown = {i: n for i, n in found.items()
-                 if ls.task is None or any(pid == ls.task for pid, _, _ in n.members)}
-        lines = tree(shown, ls.tree) if ls.tree else list(shown.values())
+        shown = [i for i, n in found.items() if (ls.task is None or any(pid == ls.task for pid, _, _ in
+                                                                         n.members))
+                 and (not types or n.type in types or n.ghost)]
+        lines = tree(found, ls.tree, shown) if ls.tree else [found[i] for i in shown]
     print_listing(lines, ls)
     return 0
 

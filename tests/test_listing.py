@@ -497,3 +497,15 @@ def test_util_linux_filter_as_a_namespace_argument(ls):
     assert result.returncode == 0, result.stderr
     line, pid = result.stdout.splitlines()
     assert line == f"{pid} 1"
+
+
+def test_parent_tree_of_pid_namespaces_brings_their_owner_along(pid_chain):
+    """lsns --tree=parent -t pid: a PID namespace without a parent has its owner shown first."""
+    chain, _ = pid_chain
+    ours = parsed(labkit_ls("-J", "--tree=parent", "-t", "pid"))
+    theirs = parsed(lsns("-J", "--tree=parent", "-t", "pid"))
+    init_user, init_pid = inode(os.getpid(), "user"), inode(os.getpid(), "pid")
+    first_two = [(e["ns"], e["type"], e["nprocs"]) for e in ours[:2]]
+    assert first_two == [(e["ns"], e["type"], e["nprocs"]) for e in theirs[:2]]
+    assert first_two[0] == (init_user, "user", 0) and first_two[1][:2] == (init_pid, "pid")
+    assert path_to(ours, chain[2]) == (init_pid, *chain) == path_to(theirs, chain[2])
