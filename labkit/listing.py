@@ -26,8 +26,9 @@ What lsns does, and this module does too:
 * A namespace that no process is in is still found when something else
   holds it (util-linux 2.40; 2.38 did not list these): a bind mount of its
   file (``ip netns add``, ``unshare --uts=FILE``: the nsfs mounts of
-  /proc/self/mountinfo, the NSFS column) or an open file descriptor
-  (``/proc/PID/fd/N -> net:[4026532...]``).  They show NPROCS 0 and no PID.
+  /proc/self/mountinfo, the NSFS column), an open file descriptor
+  (``/proc/PID/fd/N`` on nsfs), or, for a network namespace, a socket made
+  in it (pidfd_getfd(2), then ioctl SIOCGSKNS).  They show NPROCS 0 and no PID.
 * In the parent and owner trees, a namespace between two listed ones that
   has no process of its own ("ghost") is fetched with ioctl_ns(2) from its
   child and shown without a PID.
@@ -44,10 +45,12 @@ and NS_GET_OWNER_UID in 4.11.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import pwd
 import re
+import stat
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -119,8 +122,12 @@ def list_namespaces(types: Iterable[str] | None = None, ghosts: bool = False,
         info.user = user_name(info.uid)
         info.command = command_of(info.pid)
     if held:
-        for path in [*nsfs_mounts(), *_namespace_fds()]:
+        files, sockets = _open_files()
+        for path in [*nsfs_mounts(), *files]:
             _add_held(found, path, wanted)
+        if "net" in wanted:
+            for pid, fd in sockets:
+                _add_socket_netns(found, pid, fd)
     if ghosts:
         _add_ghosts(found, wanted)
     return dict(sorted(found.items()))
@@ -218,15 +225,16 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), text)
 
 
-def _namespace_fds() -> list[str]:
-    """Open namespace files, in every process we may look into: [/proc/PID/fd/N, ...].
+def _open_files() -> tuple[list[str], list[tuple[int, int]]]:
+    """Open namespace files and sockets, in every process we may look into.
 
-    Known by their file system, nsfs (the st_dev of any /proc/PID/ns file),
-    not by the link's text: one opened through a bind mount reads as that
-    path, or as "/" once the mount is gone.
+    Returns ([/proc/PID/fd/N of each namespace file], [(PID, N) of each socket]).
+    A namespace file is known by its file system, nsfs (the st_dev of any
+    /proc/PID/ns file), not by the link's text: one opened through a bind
+    mount reads as that path, or as "/" once the mount is gone.
     """
     nsfs = os.stat("/proc/self/ns/user").st_dev
-    found = []
+    files, sockets = [], []
     for pid in _pids():
         try:
             entries = os.listdir(f"/proc/{pid}/fd")
@@ -235,11 +243,56 @@ def _namespace_fds() -> list[str]:
         for fd in entries:
             path = f"/proc/{pid}/fd/{fd}"
             try:
-                if os.stat(path).st_dev == nsfs:
-                    found.append(path)
+                st = os.stat(path)
             except OSError:
                 continue
-    return found
+            if st.st_dev == nsfs:
+                files.append(path)
+            elif stat.S_ISSOCK(st.st_mode):
+                sockets.append((pid, int(fd)))
+    return files, sockets
+
+
+SIOCGSKNS = 0x894C  # <linux/sockios.h>: open the network namespace of a socket (Linux 4.9)
+SYS_pidfd_getfd = 438  # pidfd_getfd(2), Linux 5.6: the same number on every architecture
+
+
+def socket_netns(pid: int, fd: int) -> int:
+    """A new file descriptor for the network namespace of socket FD of process PID.
+
+    A socket keeps the network namespace it was made in, even when no
+    process is left in it.  pidfd_getfd(2) copies the socket into our
+    process (it needs ptrace access to PID); ioctl(SIOCGSKNS) opens its
+    namespace.
+    """
+    from .syscalls import call_libc
+
+    pidfd = os.pidfd_open(pid)
+    try:
+        sock = call_libc("syscall", SYS_pidfd_getfd, pidfd, fd, 0, call="pidfd_getfd")
+    finally:
+        os.close(pidfd)
+    try:
+        return fcntl.ioctl(sock, SIOCGSKNS)
+    finally:
+        os.close(sock)
+
+
+def _add_socket_netns(found: dict[int, NamespaceInfo], pid: int, fd: int) -> None:
+    """Add the network namespace that socket FD of PID holds, unless it is known."""
+    try:
+        netns = socket_netns(pid, fd)
+    except OSError:
+        return  # gone, not ours to copy, or not a kind of socket that knows its namespace
+    try:
+        inode = os.fstat(netns).st_ino
+        if inode not in found:
+            _, parent, owner = _ids(netns, "net")
+            uid = _creator_uid(netns, "net")
+            found[inode] = NamespaceInfo(inode, "net", uid=uid, user=user_name(uid), pns=parent,
+                                         ons=owner, held_by=f"/proc/{pid}/fd/{fd} (a socket)")
+    finally:
+        os.close(netns)
 
 
 def _add_held(found: dict[int, NamespaceInfo], path: str, wanted: list[str]) -> None:

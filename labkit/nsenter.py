@@ -35,6 +35,7 @@ import os
 import signal
 
 from . import syscalls
+from .listing import socket_netns
 from .namespace import proc_file_error
 from .nstypes import BY_NAME
 from .options import NONE, OPTIONAL, REQUIRED, Option, help_text, parse
@@ -56,6 +57,8 @@ OPTION_TYPE = {"mount": "mnt", "uts": "uts", "ipc": "ipc", "net": "net", "pid": 
 OTHERS = (
     Option("a", "all", NONE, "", "enter all namespaces", "/proc/PID/ns/*"),
     Option("t", "target", REQUIRED, "<pid>", "target process to get namespaces from", "/proc/PID/ns/TYPE"),
+    Option("N", "net-socket", REQUIRED, "<fd>", "enter socket's network namespace (needs --target)",
+           "pidfd_getfd(2), ioctl SIOCGSKNS"),
     Option("S", "setuid", REQUIRED, "<uid>", "set uid in entered namespace (or 'follow')", "setuid(2)"),
     Option("G", "setgid", REQUIRED, "<gid>", "set gid in entered namespace (or 'follow')",
            "setgroups(2), setgid(2)"),
@@ -85,10 +88,9 @@ Where labkit differs from nsenter(1) 2.38, on purpose:
    alone (nsenter fails: "setgroups failed"); uid and gid are set as nsenter sets them;
  * without -t, a first argument that is a number is the target PID, and options may
    follow it (`labkit enter PID -u hostname`, labkit's older spelling);
- * -e/--env and --keep-caps come from util-linux 2.40;
+ * -e/--env, -N/--net-socket and --keep-caps come from util-linux 2.40;
  * not supported: -Z/--follow-context (SELinux: this kit's machines run without it),
-   -N/--net-socket, -c/--join-cgroup, --user-parent, =:<nsid> (util-linux 2.40+),
-   -V/--version.
+   -c/--join-cgroup, --user-parent, =:<nsid> (util-linux 2.40+), -V/--version.
 
 For more details see nsenter(1)."""
 
@@ -121,8 +123,15 @@ def main(argv: list[str]) -> int:
         for nstype in JOIN_ORDER:
             if nstype not in wanted and _differs(pid, nstype):
                 wanted[nstype] = None
-    fds = {nstype: _open(pid, f"ns/{nstype}", path) for nstype, path in
-           sorted(wanted.items(), key=lambda item: JOIN_ORDER.index(item[0]))}
+    fds = {nstype: _open(pid, f"ns/{nstype}", path) for nstype, path in wanted.items()}
+    for name, value in found:
+        if name == "net-socket":  # util-linux 2.40: the namespace a socket of PID was made in
+            if pid is None:
+                raise ValueError("no target PID specified for --net-socket")
+            if "net" in fds:
+                os.close(fds["net"])
+            fds["net"] = socket_netns(pid, _number(value, "file descriptor"))
+    fds = dict(sorted(fds.items(), key=lambda item: JOIN_ORDER.index(item[0])))
     root_fd = wd_fd = -1
     wdns = None
     environ = None

@@ -509,3 +509,48 @@ def test_parent_tree_of_pid_namespaces_brings_their_owner_along(pid_chain):
     assert first_two == [(e["ns"], e["type"], e["nprocs"]) for e in theirs[:2]]
     assert first_two[0] == (init_user, "user", 0) and first_two[1][:2] == (init_pid, "pid")
     assert path_to(ours, chain[2]) == (init_pid, *chain) == path_to(theirs, chain[2])
+
+
+FOREIGN_SOCKET = """
+import os, socket, sys
+from labkit import syscalls
+home = os.open("/proc/self/ns/net", os.O_RDONLY)
+syscalls.unshare("net")
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # made in the new namespace
+netns = os.stat("/proc/self/ns/net").st_ino
+syscalls.setns(home, "net")  # back home: no process is left in the new one
+print(os.getpid(), sock.fileno(), netns, flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def foreign_socket():
+    """A process in our network namespace holding a socket made in another one (test_mkfds
+    foreign-sockets): (pid, fd, inode of the socket's namespace)."""
+    proc = subprocess.Popen([sys.executable, "-c", FOREIGN_SOCKET], cwd=ROOT, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        pid, fd, netns = (int(x) for x in proc.stdout.readline().split())
+        yield pid, fd, netns
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def test_util_linux_netns_from_sock(foreign_socket):
+    """ts/lsns/netns-from-sock (util-linux 2.40): a network namespace that only a socket holds."""
+    _, _, netns = foreign_socket
+    expected = {"NS": str(netns), "TYPE": "net", "NPROCS": "0", "PID": "", "USER": "root", "COMMAND": ""}
+    for column, value in expected.items():
+        rows = labkit_ls("--noheadings", "--raw", "--output", f"NS,{column}").stdout.splitlines()
+        assert [row.split(" ", 1)[1] for row in rows if row.split(" ", 1)[0] == str(netns)] == [value]
+
+
+def test_util_linux_nsenter_enter_via_socket(foreign_socket):
+    """ts/nsenter/enter-via-socket (util-linux 2.40): --net-socket FD of --target PID."""
+    pid, fd, netns = foreign_socket
+    result = subprocess.run([sys.executable, "-m", "labkit", "enter", "--target", str(pid), "--net-socket",
+                             str(fd), "readlink", "/proc/self/ns/net"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (0, f"net:[{netns}]\n")
