@@ -18,10 +18,13 @@ exit non-zero; they never print a traceback.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import sys
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at every start
+if TYPE_CHECKING:  # argparse itself is imported where it is used: run, enter and ls never need it
+    import argparse
 
 EXIT_USAGE = 2
 
@@ -37,6 +40,8 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
     Left to find the width itself, HelpFormatter imports shutil (and with it
     bz2 and lzma) at the first add_argument(): milliseconds at every start.
     """
+    import argparse
+
     try:
         width = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size().columns
     except (ValueError, OSError):
@@ -45,6 +50,9 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """labkit's own subcommands (argparse is imported here: run, enter and ls never need it)."""
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="labkit", description="A Linux namespaces lab kit.",
         epilog="See `labkit COMMAND --help`, and namespaces(7).", formatter_class=_formatter)

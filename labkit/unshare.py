@@ -53,7 +53,6 @@ import resource
 import select
 import signal
 import sys
-from dataclasses import dataclass, field
 
 from . import syscalls, timens, user
 from .errors import NamespaceError, error_for
@@ -156,43 +155,41 @@ PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE = 47, 2
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-@dataclass
 class IdRange:
     """One line of a uid_map or gid_map: INNER.. inside are OUTER.. outside, COUNT of them."""
 
-    inner: int
-    outer: int
-    count: int
+    __slots__ = ("inner", "outer", "count")
+
+    def __init__(self, inner: int, outer: int, count: int) -> None:
+        self.inner, self.outer, self.count = inner, outer, count
 
     def __str__(self) -> str:
         return f"{self.inner} {self.outer} {self.count}"
 
 
-@dataclass
 class Settings:
-    """What the command line asked for."""
+    """What the command line asked for (plain attributes: no dataclasses at start)."""
 
-    flags: int = 0
-    persist: dict[str, str] = field(default_factory=dict)  # type -> FILE
-    fork: bool = False
-    kill_child: int = 0
-    forward_signals: bool = False
-    mount_proc: str | None = None
-    map_user: int | None = None
-    map_group: int | None = None
-    user_ranges: list[IdRange] = field(default_factory=list)
-    group_ranges: list[IdRange] = field(default_factory=list)
-    setgroups: str | None = None
-    propagation: int = PROPAGATION["private"]
-    keep_caps: bool = False
-    root: str | None = None
-    wd: str | None = None
-    uid: int | None = None
-    gid: int | None = None
-    offsets: dict[str, float] = field(default_factory=dict)
-    hostname: str | None = None
-    domainname: str | None = None
-    command: list[str] = field(default_factory=list)
+    def __init__(self, command: list[str]) -> None:
+        self.command = command
+        self.flags = 0
+        self.persist: dict[str, str] = {}  # type -> FILE
+        self.fork = self.forward_signals = self.keep_caps = False
+        self.kill_child = 0
+        self.mount_proc: str | None = None
+        self.map_user: int | None = None
+        self.map_group: int | None = None
+        self.user_ranges: list[IdRange] = []
+        self.group_ranges: list[IdRange] = []
+        self.setgroups: str | None = None
+        self.propagation = PROPAGATION["private"]
+        self.root: str | None = None
+        self.wd: str | None = None
+        self.uid: int | None = None
+        self.gid: int | None = None
+        self.offsets: dict[str, float] = {}
+        self.hostname: str | None = None
+        self.domainname: str | None = None
 
 
 # Reading the command line ------------------------------------------------------
@@ -200,7 +197,7 @@ class Settings:
 def read_command_line(argv: list[str]) -> Settings:
     """The Settings of ARGV, or UsageError / ValueError with unshare's message."""
     found, command = parse(argv, TABLE)
-    s = Settings(command=command)
+    s = Settings(command)
     euid, egid = os.geteuid(), os.getegid()
     for name, value in found:
         if name in OPTION_TYPE:
