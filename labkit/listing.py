@@ -486,7 +486,7 @@ Available output columns:
 """ + "\n".join(f"{name:>12}  {c.help}" for name, c in COLUMNS.items()) + """
 
 Where labkit differs from lsns(8) 2.38, on purpose:
- * namespaces held only by a bind mount or an open file are listed, with NPROCS 0
+ * namespaces held only by a bind mount, an open file or a socket are listed, NPROCS 0
    (as util-linux 2.40 does);
  * on a terminal the table is drawn by rich; in a pipe it is lsns's text;
  * -t also takes unshare(1)'s spellings (mount, network);

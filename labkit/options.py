@@ -149,10 +149,11 @@ def help_text(usage: str, about: str, sections: Sequence[tuple[str, Sequence[Opt
     """
     lines = [f"usage: {usage}", "", about, ""]
     for title, table in sections:
-        lines.append(f"{title}:" if title else "")
+        if title:
+            lines.append(f"{title}:")
         for o in table:
             spelling = o.spelling()
-            if len(spelling) > HELP_COLUMN - 2:
+            if len(spelling) > HELP_COLUMN - 1:
                 lines.append(spelling)
                 spelling = ""
             line = spelling.ljust(HELP_COLUMN) + o.help

@@ -134,12 +134,13 @@ DIFFERENCES = """\
 Where labkit differs from unshare(1) 2.38, on purpose:
  * as a normal user without -U, labkit adds -U and -r (unshare(1) fails with EPERM),
    so that `labkit run -u` works rootless;
- * --hostname and --domainname are labkit's own;
+ * --hostname and --domainname are labkit's own; --forward-signals is util-linux 2.40's;
  * --monotonic and --boottime also take fractions of a second;
  * with -f, a program killed by SIGKILL kills labkit with SIGKILL (unshare 2.38 means
    to, but exits 1: "sigprocmask unblock failed");
  * as root, --map-users/--map-groups/--map-auto write the maps directly instead of
-   running newuidmap(1)/newgidmap(1);
+   running newuidmap(1)/newgidmap(1); with -r or -c as well, the one id is cut out of
+   the ranges (two lines of a map may not overlap) rather than shifted as unshare does;
  * not supported: --mount-binfmt, -l/--load-interp, --owner, --map-subids,
    --clear-env, --whitelist-env (newer than 2.38), -V/--version.
 
