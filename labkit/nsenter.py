@@ -98,11 +98,12 @@ For more details see nsenter(1)."""
 def main(argv: list[str]) -> int:
     """labkit enter ARGV: never returns on success (it becomes the program)."""
     found, rest = parse(argv, TABLE)
+    found = [_without_equals(name, value) for name, value in found]
     targets = [value for name, value in found if name == "target"]
     if not targets and rest and rest[0].isdigit() and _ended_by_program(argv, rest):
         targets = [rest[0]]  # labkit's own spelling: labkit enter PID [options] [program]
         more, rest = parse(rest[1:], TABLE)
-        found += more
+        found += [_without_equals(name, value) for name, value in more]
     names = [name for name, _ in found]
     if "help" in names:
         print(help_text(USAGE, ABOUT, (("Namespaces (with =<file>: that namespace file)", NAMESPACES),
@@ -194,6 +195,13 @@ def main(argv: list[str]) -> int:
         keep_capabilities()
     exec_program(rest)
     return 1
+
+
+def _without_equals(name: str, value: str | None) -> tuple[str, str | None]:
+    """-u=FILE, -w=DIR: nsenter drops the "=" that a short option keeps (getopt gives "=FILE")."""
+    if value and value.startswith("=") and (name in OPTION_TYPE or name in ("wd", "wdns")):
+        value = value[1:]
+    return name, value
 
 
 def _ended_by_program(argv: list[str], rest: list[str]) -> bool:
