@@ -1,13 +1,16 @@
 """The labkit command: namespaces from the shell, in util-linux's manner.
 
     labkit check                      what this kernel and machine can do
-    labkit ls [--json] [--tree ...]   every namespace, as lsns(8) lists them
-    labkit run [-umpniUCT] -- CMD     CMD in new namespaces, as unshare(1)
-    labkit enter PID [-a] -- CMD      CMD in PID's namespaces, as nsenter(1)
+    labkit ls [lsns options]          every namespace, as lsns(8) lists them
+    labkit run [unshare options] CMD  CMD in new namespaces, as unshare(1)
+    labkit enter [nsenter options] CMD  CMD in PID's namespaces, as nsenter(1)
     labkit container ROOTFS -- CMD    CMD in a small container (labkit.container)
     labkit demo LESSON [--auto]       play a lesson in tmux panes, for a talk
     labkit flags MASK                 0x04000000 -> CLONE_NEWUTS, and back
 
+run, enter and ls read util-linux's command lines with util-linux's own
+parser (labkit.options, getopt_long's rules), in labkit.unshare,
+labkit.nsenter and labkit.listing; the other subcommands use argparse.
 Modules are imported by the subcommand that needs them, so that the command
 starts about as fast as Python itself.  Errors print one clear message and
 exit non-zero; they never print a traceback.
@@ -15,30 +18,20 @@ exit non-zero; they never print a traceback.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import sys
 
-# (short option, long option, namespace type) in unshare(1)'s spelling.
-NS_OPTIONS = (
-    ("-m", "--mount", "mnt"), ("-u", "--uts", "uts"), ("-i", "--ipc", "ipc"),
-    ("-n", "--net", "net"), ("-p", "--pid", "pid"), ("-U", "--user", "user"),
-    ("-C", "--cgroup", "cgroup"), ("-T", "--time", "time"),
-)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at every start
+if TYPE_CHECKING:  # argparse itself is imported where it is used: run, enter and ls never need it
+    import argparse
 
 EXIT_USAGE = 2
 
-
-def _add_ns_options(p: argparse.ArgumentParser, verb: str) -> None:
-    g = p.add_argument_group("namespaces")
-    for short, long, name in NS_OPTIONS:
-        g.add_argument(short, long, dest=f"ns_{name}", action="store_true",
-                       help=f"{verb} the {name} namespace")
-
-
-def _selected(args: argparse.Namespace) -> list[str]:
-    return [name for _, _, name in NS_OPTIONS if getattr(args, f"ns_{name}")]
+# The subcommands that are util-linux tools, each with its own module and parser.
+TOOLS = {"run": ("unshare", "run a command in new namespaces (like unshare)"),
+         "enter": ("nsenter", "run a command in other processes' namespaces (like nsenter)"),
+         "ls": ("listing", "list namespaces (like lsns)")}
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
@@ -47,6 +40,8 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
     Left to find the width itself, HelpFormatter imports shutil (and with it
     bz2 and lzma) at the first add_argument(): milliseconds at every start.
     """
+    import argparse
+
     try:
         width = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size().columns
     except (ValueError, OSError):
@@ -55,6 +50,9 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """labkit's own subcommands (argparse is imported here: run, enter and ls never need it)."""
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="labkit", description="A Linux namespaces lab kit.",
         epilog="See `labkit COMMAND --help`, and namespaces(7).", formatter_class=_formatter)
@@ -64,39 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="what this machine supports (like lxc-checkconfig)",
                    description="Check each namespace type, rootless mode, limits, cgroups and tools.")
 
-    p = sub.add_parser("ls", help="list namespaces (like lsns)",
-                       description="List every namespace on the system, as lsns(8) does.")
-    p.add_argument("--json", "-J", action="store_true", help="print JSON (the shape of lsns --json)")
-    p.add_argument("--tree", "-T", choices=("parent", "owner", "process"),
-                   help="show a tree by parent (PID and user namespaces), by owner, or by process")
-    p.add_argument("-t", "--type", action="append", dest="types", metavar="TYPE",
-                   help="only namespaces of TYPE (repeatable)")
-
-    p = sub.add_parser("run", help="run a command in new namespaces (like unshare)",
-                       description="Run COMMAND in new namespaces, as unshare(1) does. "
-                       "As a normal user a user namespace mapping you to root is added.")
-    _add_ns_options(p, "new")
-    p.add_argument("-r", "--map-root", action="store_true",
-                   help="map the current user to root in the new user namespace")
-    p.add_argument("--mount-proc", action="store_true", help="mount a fresh /proc (implies -m)")
-    p.add_argument("--hostname", metavar="NAME", help="hostname of the new UTS namespace")
-    p.add_argument("--domainname", metavar="NAME", help="NIS domain name of the new UTS namespace")
-    p.add_argument("--propagation", choices=("private", "shared", "slave", "unchanged"),
-                   default="private", help="propagation of / in a new mount namespace (default private)")
-    p.add_argument("--monotonic", type=float, metavar="SECS", help="CLOCK_MONOTONIC offset (with -T)")
-    p.add_argument("--boottime", type=float, metavar="SECS", help="CLOCK_BOOTTIME offset (with -T)")
-    p.add_argument("-f", "--fork", action="store_true",
-                   help="accepted for unshare(1) compatibility: labkit always forks for -p and -T, "
-                   "so that COMMAND is in the new namespace (PID 1)")
-    p.add_argument("argv", nargs="*", metavar="COMMAND", help="command and arguments (default: $SHELL)")
-
-    p = sub.add_parser("enter", help="run a command in a process's namespaces (like nsenter)",
-                       description="Run COMMAND in the namespaces of process PID, as nsenter(1) does.")
-    p.add_argument("pid", type=int, metavar="PID", help="the process whose namespaces to join")
-    _add_ns_options(p, "enter")
-    p.add_argument("-a", "--all", action="store_true",
-                   help="enter every namespace of PID that differs from ours")
-    p.add_argument("argv", nargs="*", metavar="COMMAND", help="command and arguments (default: $SHELL)")
+    for name, (_, summary) in TOOLS.items():  # listed here, parsed by their own modules
+        sub.add_parser(name, help=summary, add_help=False)
 
     p = sub.add_parser("container", help="run a command in a small container",
                        description="Run COMMAND as a small container: ROOTFS as its root via "
@@ -113,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="play a lesson's demo in the terminal (tmux panes)",
                        description="Play a lesson for a talk: each step shows its command "
                        "and output and waits for Enter; --auto runs unattended.")
+    from .demo_args import add_demo_arguments
     add_demo_arguments(p)
 
     p = sub.add_parser("flags", help="decode or encode a CLONE_NEW* mask",
@@ -121,19 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_demo_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of `labkit demo` (labkit.demo plays it; its module loads only then)."""
-    p.add_argument("lesson", nargs="?", metavar="LESSON",
-                   help="a lesson (uts, overview, 02, 02-uts) or a .demo file; none: list them")
-    p.add_argument("--auto", action="store_true", help="go on without waiting for Enter")
-    p.add_argument("--delay", type=float, default=1.5, metavar="SECS",
-                   help="with --auto: pause after each step (default 1.5)")
-    p.add_argument("--socket", metavar="NAME", help="tmux socket name (default: nslab-demo-PID)")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in TOOLS:
+        return run_tool(argv[0], argv[1:])
+    parser = build_parser()
     # Everything after "--" is the command, options and all (argparse would
     # otherwise read `sh -c` as an option of ours).
     command = None
@@ -148,8 +108,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    return _report(lambda: COMMANDS[args.command](args))
+
+
+def run_tool(name: str, argv: list[str]) -> int:
+    """labkit run/enter/ls: util-linux's tool in labkit's module; usage errors as util-linux words them."""
+    import importlib
+
+    from .options import UsageError
+
+    module = importlib.import_module(f".{TOOLS[name][0]}", __package__)
+
+    def call() -> int:
+        try:
+            return module.main(argv)
+        except UsageError as e:
+            return _fail(f"{e}\nTry 'labkit {name} --help' for more information.")
+
+    return _report(call)
+
+
+def _report(command) -> int:
+    """Run COMMAND(); turn what it raises into a message and an exit status, never a traceback."""
     try:
-        code = COMMANDS[args.command](args)
+        code = command()
         sys.stdout.flush()  # now, so that a reader gone away is caught below, not at exit
         return code
     except KeyboardInterrupt:
@@ -161,12 +143,6 @@ def main(argv: list[str] | None = None) -> int:
         # so that Python's flush at exit does not complain, and end as a shell tool would.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
-    except (FileNotFoundError, PermissionError) as e:
-        if e.filename is None or args.command not in ("run", "enter"):
-            return _fail(e)
-        # As a shell and unshare(1) report it: 127 not found, 126 not executable.
-        _fail(f"failed to execute {e.filename}: {e.strerror}")
-        return 127 if isinstance(e, FileNotFoundError) else 126
     except (OSError, ValueError) as e:
         return _fail(e)
 
@@ -212,15 +188,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo_command(args)
 
 
-def cmd_ls(args: argparse.Namespace) -> int:
-    from .listing import ls_command
-    return ls_command(args)
-
-
-def _command_line(argv: list[str]) -> list[str]:
-    return argv or [os.environ.get("SHELL") or "/bin/sh"]
-
-
 def run_as_shell(start) -> int:
     """Start a child with START() and wait for it as a shell does; 128+N for signal N.
 
@@ -250,32 +217,7 @@ def run_as_shell(start) -> int:
     return 128 - code if code < 0 else code
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from .spawn import spawn
-
-    namespaces = _selected(args)
-    offsets = {k: v for k, v in (("monotonic", args.monotonic), ("boottime", args.boottime)) if v}
-    if offsets and "time" not in namespaces:
-        raise ValueError("--monotonic and --boottime need a new time namespace: add -T")
-    if (args.hostname is not None or args.domainname is not None) and "uts" not in namespaces:
-        raise ValueError("--hostname and --domainname need a new UTS namespace: add -u")
-    return run_as_shell(lambda: spawn(
-        _command_line(args.argv), namespaces, map_root=args.map_root or None,
-        hostname=args.hostname, domainname=args.domainname, mount_proc=args.mount_proc,
-        propagation=args.propagation, time_offsets=offsets or None))
-
-
-def cmd_enter(args: argparse.Namespace) -> int:
-    from .join import enter
-
-    namespaces = "all" if args.all else _selected(args)
-    if not namespaces:
-        raise ValueError("say which namespaces to enter (-u, -m, -p, -n, -i, -U, -C, -T) or -a for all")
-    return run_as_shell(lambda: enter(args.pid, namespaces, _command_line(args.argv)))
-
-
-COMMANDS = {"check": cmd_check, "ls": cmd_ls, "run": cmd_run, "enter": cmd_enter,
-            "container": cmd_container, "demo": cmd_demo, "flags": cmd_flags}
+COMMANDS = {"check": cmd_check, "container": cmd_container, "demo": cmd_demo, "flags": cmd_flags}
 
 if __name__ == "__main__":
     raise SystemExit(main())

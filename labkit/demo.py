@@ -316,8 +316,8 @@ def require_new_namespace(tmux: Tmux, pane: str, nstype: str) -> None:
 # The command ---------------------------------------------------------------------------
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of `labkit demo`, defined once, in labkit.cli."""
-    from .cli import add_demo_arguments
+    """The options of `labkit demo`, defined once, in labkit.demo_args."""
+    from .demo_args import add_demo_arguments
     add_demo_arguments(p)
 
 

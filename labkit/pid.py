@@ -271,7 +271,7 @@ USAGE = """usage: python -m labkit.pid COMMAND [ARG...]
 Run COMMAND as the child of a small init: reap every orphan, forward
 SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to COMMAND, and exit
 with COMMAND's status (128+N if signal N killed it).  Meant to be PID 1 of a
-new PID namespace, e.g. labkit run -p --mount-proc -- python -m labkit.pid sh"""
+new PID namespace, e.g. labkit run -fp --mount-proc -- python -m labkit.pid sh"""
 
 
 def init_main(argv: Sequence[str] | None = None) -> int:

@@ -270,7 +270,7 @@ def mount_fresh_proc(target: str = "/proc") -> None:
     would replace /proc for every process that shares the mount namespace.
     The kernel asks for CAP_SYS_ADMIN over the PID namespace that the proc
     will show as well as over the mount namespace, so a normal user needs
-    a PID namespace of their own too (labkit run -p --mount-proc); and in a
+    a PID namespace of their own too (labkit run -fp --mount-proc); and in a
     user namespace it mounts a proc only while another proc is fully
     visible in the mount namespace (nothing mounted over parts of it), since
     a new one would reveal what such mounts hide.
@@ -283,7 +283,7 @@ def mount_fresh_proc(target: str = "/proc") -> None:
         raise MissingCapability(e.errno, e.syscall, (
             "Mounting proc needs CAP_SYS_ADMIN in the user namespace that owns the "
             "mounter's PID namespace, as well as the mount namespace. In rootless mode, "
-            "add a new PID namespace too ('pid'; labkit run -p --mount-proc).")) from None
+            "add a new PID namespace too ('pid'; labkit run -fp --mount-proc).")) from None
 
 
 # What a refused write of timens_offsets means (time_namespaces(7)).

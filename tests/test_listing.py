@@ -148,7 +148,7 @@ def ghost_user_namespace():
 def test_own_namespaces_match_lsns_column_for_column(sharing_sleepers, pid_chain):
     pids, shared = sharing_sleepers
     chain, chain_pids = pid_chain
-    ours = by_inode(parsed(labkit_ls("--json")))
+    ours = by_inode(parsed(labkit_ls("--json", "-o", COLUMNS)))
     theirs = by_inode(parsed(lsns("--json", "-o", COLUMNS)))
     for nstype, ino in shared.items():
         assert ours[ino] == theirs[ino]
@@ -176,7 +176,7 @@ def test_json_agrees_with_lsns_on_every_namespace(sharing_sleepers):
     after = by_inode(parsed(labkit_ls("--json")))
 
     lived = [i for i in before if i in after and (before[i]["type"], before[i]["pid"])
-             == (after[i]["type"], after[i]["pid"])]
+             == (after[i]["type"], after[i]["pid"]) and before[i]["nprocs"]]  # 2.38 lists no NPROCS 0
     assert set(sharing_sleepers[1].values()) <= set(lived)
     assert [i for i in lived if i not in theirs] == []
     for i in lived:
@@ -189,10 +189,20 @@ def test_json_agrees_with_lsns_on_every_namespace(sharing_sleepers):
     assert [e for e in only_lsns if link(e["pid"], e["type"]) == f"{e['type']}:[{e['ns']}]"] == []
 
 
-def test_json_has_lsns_keys_first():
-    entry = parsed(labkit_ls("--json"))[0]
-    assert list(entry)[:6] == list(DEFAULT_KEYS)
-    assert set(entry) - set(DEFAULT_KEYS) == {"ppid", "uid", "pns", "ons"}
+def test_json_has_lsns_keys_and_o_adds_more():
+    assert list(parsed(labkit_ls("--json"))[0]) == list(DEFAULT_KEYS) == \
+        list(parsed(lsns("--json"))[0])
+    entry = parsed(labkit_ls("--json", "-o", "+PPID,UID,PNS,ONS"))[0]
+    assert list(entry) == [*DEFAULT_KEYS, "ppid", "uid", "pns", "ons"]
+    assert list(parsed(labkit_ls("-J", "--output-all"))[0]) == \
+        list(parsed(lsns("-J", "--output-all"))[0]) == [c.lower() for c in lsns_columns()]
+
+
+def lsns_columns() -> list[str]:
+    """The columns lsns --help lists, in its order."""
+    text = lsns("--help").stdout
+    return [line.split()[0] for line in text.split("Available output columns:")[1].splitlines()
+            if line.strip() and line.split()[0].isupper()]
 
 
 def test_type_filter_lists_only_those_types(sharing_sleepers):
@@ -215,7 +225,7 @@ def test_unknown_type_is_a_clear_error():
 
 def test_plain_output_parses_into_the_json_rows(sharing_sleepers):
     _, shared = sharing_sleepers
-    lines = labkit_ls().stdout.splitlines()
+    lines = labkit_ls("-l").stdout.splitlines()
     assert lines[0].split() == ["NS", "TYPE", "NPROCS", "PID", "USER", "COMMAND"]
     rows = {}
     for line in lines[1:]:
@@ -231,8 +241,9 @@ def test_command_with_newline_and_tab_is_written_as_lsns_writes_it():
     argv = [sys.executable, "-c", "import time\ntime.sleep(60)", "a\tb", "é"]
     with spawn(argv, "uts") as child:
         ns = inode(child.pid, "uts")
-        ours_text = [line for line in labkit_ls("-t", "uts").stdout.splitlines() if line.startswith(str(ns))]
-        theirs_text = lsns("-t", "uts", "--noheadings", "-o", "NS,COMMAND").stdout.splitlines()
+        ours_text = [line for line in labkit_ls("-l", "-t", "uts").stdout.splitlines()
+                     if line.startswith(str(ns))]
+        theirs_text = lsns("-l", "-t", "uts", "--noheadings", "-o", "NS,COMMAND").stdout.splitlines()
         ours_json = by_inode(parsed(labkit_ls("--json", "-t", "uts")))[ns]
         theirs_json = by_inode(parsed(lsns("--json", "-t", "uts")))[ns]
     assert ours_json["command"] == theirs_json["command"] == " ".join(argv)
@@ -245,7 +256,7 @@ def test_command_with_newline_and_tab_is_written_as_lsns_writes_it():
 
 def test_parent_tree_shows_the_pid_namespace_chain(pid_chain):
     chain, _ = pid_chain
-    ours = parsed(labkit_ls("--json", "--tree", "parent"))
+    ours = parsed(labkit_ls("--json", "--tree=parent"))
     theirs = parsed(lsns("--json", "--tree=parent"))
     assert path_to(ours, chain[2]) == (inode(os.getpid(), "pid"), *chain)
     assert path_to(ours, chain[2]) == path_to(theirs, chain[2])
@@ -253,7 +264,7 @@ def test_parent_tree_shows_the_pid_namespace_chain(pid_chain):
 
 def test_parent_tree_shows_a_user_namespace_without_processes(ghost_user_namespace):
     ghost, child, sleeper = ghost_user_namespace
-    ours = parsed(labkit_ls("--json", "--tree", "parent", "-t", "user"))
+    ours = parsed(labkit_ls("--json", "--tree=parent", "-t", "user"))
     theirs = parsed(lsns("--json", "--tree=parent", "-t", "user"))
     assert path_to(ours, child) == (inode(os.getpid(), "user"), ghost, child) == path_to(theirs, child)
     entry = {k: by_inode(ours)[ghost][k] for k in DEFAULT_KEYS}
@@ -266,7 +277,7 @@ def test_parent_tree_shows_a_user_namespace_without_processes(ghost_user_namespa
 def test_owner_tree_matches_lsns(sharing_sleepers, ghost_user_namespace):
     _, shared = sharing_sleepers
     ghost, child, sleeper = ghost_user_namespace
-    ours = parsed(labkit_ls("--json", "--tree", "owner"))
+    ours = parsed(labkit_ls("--json", "-Towner"))
     theirs = parsed(lsns("--json", "--tree=owner"))
     init_user = inode(os.getpid(), "user")
     for ino in shared.values():
@@ -283,7 +294,7 @@ def test_process_tree_matches_lsns_default_view():
         try:
             ipc, uts = inode(sleeper, "ipc"), inode(shell.pid, "uts")
             assert ipc != inode(shell.pid, "ipc")
-            ours = parsed(labkit_ls("--json", "--tree", "process"))
+            ours = parsed(labkit_ls("--json", "--tree=process"))
             theirs = parsed(lsns("--json"))  # lsns's default view is this tree
         finally:
             os.kill(sleeper, signal.SIGKILL)  # sh reaps it and ends
@@ -294,7 +305,7 @@ def test_process_tree_matches_lsns_default_view():
 
 def test_tree_text_output_draws_the_nesting(pid_chain):
     chain, _ = pid_chain
-    lines = labkit_ls("--tree", "parent", "-t", "pid").stdout.splitlines()
+    lines = labkit_ls("--tree=parent", "-t", "pid").stdout.splitlines()
     assert lines[0].split()[:2] == ["NS", "TYPE"]
 
     def column(ino: int) -> int:  # where the inode starts on its line, after the tree's guides
@@ -304,7 +315,7 @@ def test_tree_text_output_draws_the_nesting(pid_chain):
     assert f"└─{chain[2]}" in "\n".join(lines)
 
 
-@pytest.mark.parametrize("tree", [[], ["--tree", "parent"]])
+@pytest.mark.parametrize("tree", [[], ["--tree=parent"]])
 def test_terminal_output_is_drawn_by_rich(sharing_sleepers, tree):
     _, shared = sharing_sleepers
     term = pexpect.spawn(sys.executable, ["-m", "labkit", "ls", *tree], cwd=str(ROOT),
@@ -313,7 +324,8 @@ def test_terminal_output_is_drawn_by_rich(sharing_sleepers, tree):
     term.close()
     assert term.exitstatus == 0, out
     assert str(shared["uts"]) in out
-    assert ("──" if tree else "┃") in out  # rich's tree guides, or its table's heavy header border
+    assert "┃" in out  # rich's table: its heavy header border
+    assert "└─" in out if tree else "NPROCS" in out
 
 
 # Rootless ----------------------------------------------------------------------
@@ -326,7 +338,7 @@ def test_rootless_listing_shows_only_the_users_own_namespaces(unprivileged):
         wait_until(lambda: open(f"/proc/{sleeper.pid}/cmdline", "rb").read() == b"sleep\x0060\0",
                    "the sleeper")
         own = {t: inode(sleeper.pid, t) for t in ("user", "uts", "ipc", "mnt")}
-        ours = by_inode(parsed(unprivileged.labkit("ls", "--json")))
+        ours = by_inode(parsed(unprivileged.labkit("ls", "--json", "-o", COLUMNS)))
         theirs = by_inode(parsed(tools.lsns("--json", "-o", COLUMNS, run=unprivileged.run)))
     name = ours[own["user"]]["user"]
     for nstype in ("user", "uts", "ipc"):
@@ -337,3 +349,208 @@ def test_rootless_listing_shows_only_the_users_own_namespaces(unprivileged):
     assert own["mnt"] in ours and own["mnt"] in theirs  # the machine's, seen through the user's processes
     assert {e["user"] for e in ours.values()} == {e["user"] for e in theirs.values()} == {name} != {"root"}
     assert not [e for e in ours.values() if e["pid"] == 1]  # PID 1, as root's processes, is not ours to read
+
+
+# The text lsns prints, on namespaces of our own (their lines do not churn) --------------
+
+@pytest.mark.parametrize("options", [
+    [], ["-l"], ["-r"], ["-n"], ["-J"], ["-o", "PID,PPID,UID,USER,PATH,NS,TYPE,NPROCS,PNS,ONS"],
+    ["-o", "+PATH"], ["-u", "-W"], ["--output-all", "-l"], ["-r", "-n", "-o", "PID,COMMAND"],
+])
+def test_namespace_argument_prints_what_lsns_prints(sharing_sleepers, options):
+    """lsns NSID: the processes in one namespace, in a process tree, PID PPID USER COMMAND."""
+    _, shared = sharing_sleepers
+    for ino in shared.values():
+        ours, theirs = labkit_ls(*options, str(ino)), lsns(*options, str(ino))
+        assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout)
+        assert ours.stdout.count("sleep") == 3 or "COMMAND" not in ours.stdout
+
+
+def test_numbers_are_right_aligned_as_lsns_aligns_them(sharing_sleepers):
+    pids, shared = sharing_sleepers
+    lines = labkit_ls("-l", "-o", "NS,TYPE,NPROCS,PID,PPID,UID,USER,COMMAND", "-p", str(pids[0])).stdout
+    header, *rows = lines.splitlines()
+    for column in ("NS", "NPROCS", "PID", "PPID", "UID"):
+        end = header.index(column) + len(column)
+        for row in rows:
+            assert row[end - 1].isdigit() and row[end] == " ", (column, row)
+    assert {int(row.split()[0]) for row in rows} >= set(shared.values())
+    ours = [row.split()[:2] for row in rows]
+    theirs = lsns("-l", "-n", "-o", "NS,TYPE", "-p", str(pids[0])).stdout.splitlines()
+    theirs = [row.split()[:2] for row in theirs]
+    assert ours == theirs  # -p: the namespaces of that process, all eight
+
+
+def test_option_errors_are_lsns_errors():
+    for args, message in ((["-o", "BOGUS"], "unknown column: BOGUS"), (["-J", "-r"], "mutually exclusive"),
+                          (["-T", "sideways"], "invalid namespace argument: 'sideways'"),
+                          (["--tree=sideways"], "unknown tree type: sideways"),
+                          (["-p", "1", "4026531836"], "--task is mutually exclusive with <namespace>"),
+                          (["1"], "not found namespace: 1"), (["--bogus"], "unrecognized option '--bogus'")):
+        ours, theirs = labkit_ls(*args), lsns(*args)
+        assert ours.returncode == theirs.returncode == 1, (args, ours, theirs)
+        assert message in ours.stderr and message in theirs.stderr, (ours.stderr, theirs.stderr)
+
+
+# util-linux's own tests (tests/ts/lsns/*), with labkit in place of lsns and unshare ------
+
+def in_own_namespaces(script: str) -> subprocess.CompletedProcess:
+    """Run SCRIPT (sh) in new mount and network namespaces, where $LABKIT is labkit:
+    its netns files, bind mounts and veths end with it."""
+    env = {**os.environ, "LABKIT": f"{sys.executable} -m labkit"}
+    script = "mount -t tmpfs nslab-test-netns /run/netns\n" + script  # ip netns add's files: ours
+    return subprocess.run(["unshare", "--mount", "--net", "sh", "-euc", script], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("run", ["unshare", "$LABKIT run"])
+@pytest.mark.parametrize("ls", ["lsns", "$LABKIT ls"])
+def test_util_linux_ioctl_ns(run, ls):
+    """ts/lsns/ioctl_ns: NS,PNS,ONS of a child user and PID namespace, with -t and NSID."""
+    result = in_own_namespaces(f"""
+        {run} --user --pid --mount-proc --fork --kill-child sleep 60 &
+        while ! child=$(pgrep -x -P $! sleep); do sleep 0.05; done
+        my_userns=$(stat -c %i -L /proc/self/ns/user); my_pidns=$(stat -c %i -L /proc/self/ns/pid)
+        child_userns=$(stat -c %i -L /proc/$child/ns/user); child_pidns=$(stat -c %i -L /proc/$child/ns/pid)
+        test "$({ls} -t user -n -o NS,PNS,ONS $child_userns | uniq)" = "$child_userns $my_userns $my_userns"
+        test "$({ls} -t pid -n -o NS,PNS,ONS $child_pidns | uniq)" = "$child_pidns $my_pidns $child_userns"
+        echo ok
+        kill -KILL $!
+    """)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")
+
+
+@pytest.mark.parametrize("ls", ["lsns", "$LABKIT ls"])
+def test_util_linux_nsfs(ls, tmp_path):
+    """ts/lsns/nsfs: the NSFS column lists every bind mount of a netns, one a line or, -W, a list."""
+    result = in_own_namespaces(f"""
+        PATH2={tmp_path}/XYZ
+        ip netns add ABC
+        touch $PATH2
+        mount --bind /run/netns/ABC $PATH2
+        ip netns exec ABC sleep 60 &
+        while [ "$(readlink /proc/$!/ns/net)" = "$(readlink /proc/self/ns/net)" ]; do sleep 0.05; done
+        {ls} -n -o NSFS --type net --task $! | while read VAL; do echo $VAL; done
+        {ls} -n -o NSFS --nowrap --type net --task $!
+        kill $!
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["/run/netns/ABC", f"{tmp_path}/XYZ",
+                                          f"/run/netns/ABC,{tmp_path}/XYZ"]
+
+
+@pytest.mark.parametrize("ls", ["lsns", "$LABKIT ls"])
+def test_util_linux_netnsid(ls):
+    """ts/lsns/netnsid: NETNSID is the link-netnsid that ip link shows for a veth's peer."""
+    result = in_own_namespaces(f"""
+        ip netns add LSNS-TEST-NETNSID-NS
+        ip link add name lsns-vetha type veth peer name lsns-vethb
+        ip link set lsns-vethb netns LSNS-TEST-NETNSID-NS
+        ip netns exec LSNS-TEST-NETNSID-NS sleep 60 &
+        while [ "$(readlink /proc/$!/ns/net)" = "$(readlink /proc/self/ns/net)" ]; do sleep 0.05; done
+        IP_ID=$(ip -o link show dev lsns-vetha | sed -ne 's/.* *link-netnsid *\\([0-9]*\\)/\\1/p')
+        [ -n "$IP_ID" ] || IP_ID=$(ip netns list-id | awk '/name: LSNS-TEST-NETNSID-NS/ {{ print $2 }}')
+        echo $IP_ID
+        {ls} -n -o NETNSID --type net --task $! | {{ read VAL; echo $VAL; }}
+        {ls} -n -o NETNSID --type net --task $$ | {{ read VAL; echo $VAL; }}
+        kill $!
+    """)
+    assert result.returncode == 0, result.stderr
+    ip_id, lsns_id, own = result.stdout.split()
+    assert (lsns_id, own) == (ip_id, "unassigned")
+
+
+def test_util_linux_netnsid_for_persistent_namespaces():
+    """ts/lsns/netnsid-for-persistent-namespaces (util-linux 2.40): a netns that no process
+    is in, held by ip netns add, is listed with its NETNSID, TYPE and NSFS."""
+    result = in_own_namespaces("""
+        ip netns add LSNS-TEST-NETNSID-NS-FOR-PN
+        ip netns set LSNS-TEST-NETNSID-NS-FOR-PN 4242
+        $LABKIT ls --raw --noheadings -o NETNSID,TYPE,NSFS,NPROCS,PID | grep '^4242 '
+    """)
+    assert (result.returncode, result.stdout) == (0, "4242 net /run/netns/LSNS-TEST-NETNSID-NS-FOR-PN 0 \n")
+
+
+def test_util_linux_filedesc():
+    """ts/lsns/filedesc (util-linux 2.40): a netns held only by an open file descriptor."""
+    result = in_own_namespaces("""
+        ip netns add LSNS-TEST-FILEDESC-NS
+        exec 4</run/netns/LSNS-TEST-FILEDESC-NS
+        ip netns delete LSNS-TEST-FILEDESC-NS
+        inode=$(stat -L -c %i /proc/$$/fd/4)
+        $LABKIT ls -n --raw -o NS,TYPE,NPROCS,USER | grep "^$inode " | cut -d' ' -f2-
+        findmnt -t nsfs -n | wc -l
+    """)
+    assert (result.returncode, result.stdout) == (0, "net 0 root\n0\n")
+
+
+@pytest.mark.parametrize("ls", ["lsns", "$LABKIT ls"])
+def test_util_linux_filter_as_a_namespace_argument(ls):
+    """ts/lsns/filter asks -Q 'NS == inode && NPROCS == 1' (2.40); lsns 2.38 says it with NSID."""
+    result = in_own_namespaces(f"""
+        unshare --user sleep 60 &
+        while [ "$(readlink /proc/$!/ns/user)" = "$(readlink /proc/self/ns/user)" ]; do sleep 0.05; done
+        {ls} -n --raw -o PID,NPROCS $(stat -L -c %i /proc/$!/ns/user)
+        echo $!
+        kill $!
+    """)
+    assert result.returncode == 0, result.stderr
+    line, pid = result.stdout.splitlines()
+    assert line == f"{pid} 1"
+
+
+def test_parent_tree_of_pid_namespaces_brings_their_owner_along(pid_chain):
+    """lsns --tree=parent -t pid: a PID namespace without a parent has its owner shown first."""
+    chain, _ = pid_chain
+    ours = parsed(labkit_ls("-J", "--tree=parent", "-t", "pid"))
+    theirs = parsed(lsns("-J", "--tree=parent", "-t", "pid"))
+    init_user, init_pid = inode(os.getpid(), "user"), inode(os.getpid(), "pid")
+    first_two = [(e["ns"], e["type"], e["nprocs"]) for e in ours[:2]]
+    assert first_two == [(e["ns"], e["type"], e["nprocs"]) for e in theirs[:2]]
+    assert first_two[0] == (init_user, "user", 0) and first_two[1][:2] == (init_pid, "pid")
+    assert path_to(ours, chain[2]) == (init_pid, *chain) == path_to(theirs, chain[2])
+
+
+FOREIGN_SOCKET = """
+import os, socket, sys
+from labkit import syscalls
+home = os.open("/proc/self/ns/net", os.O_RDONLY)
+syscalls.unshare("net")
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # made in the new namespace
+netns = os.stat("/proc/self/ns/net").st_ino
+syscalls.setns(home, "net")  # back home: no process is left in the new one
+print(os.getpid(), sock.fileno(), netns, flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def foreign_socket():
+    """A process in our network namespace holding a socket made in another one (test_mkfds
+    foreign-sockets): (pid, fd, inode of the socket's namespace)."""
+    proc = subprocess.Popen([sys.executable, "-c", FOREIGN_SOCKET], cwd=ROOT, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        pid, fd, netns = (int(x) for x in proc.stdout.readline().split())
+        yield pid, fd, netns
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def test_util_linux_netns_from_sock(foreign_socket):
+    """ts/lsns/netns-from-sock (util-linux 2.40): a network namespace that only a socket holds."""
+    _, _, netns = foreign_socket
+    expected = {"NS": str(netns), "TYPE": "net", "NPROCS": "0", "PID": "", "USER": "root", "COMMAND": ""}
+    for column, value in expected.items():
+        rows = labkit_ls("--noheadings", "--raw", "--output", f"NS,{column}").stdout.splitlines()
+        assert [row.split(" ", 1)[1] for row in rows if row.split(" ", 1)[0] == str(netns)] == [value]
+
+
+def test_util_linux_nsenter_enter_via_socket(foreign_socket):
+    """ts/nsenter/enter-via-socket (util-linux 2.40): --net-socket FD of --target PID."""
+    pid, fd, netns = foreign_socket
+    result = subprocess.run([sys.executable, "-m", "labkit", "enter", "--target", str(pid), "--net-socket",
+                             str(fd), "readlink", "/proc/self/ns/net"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (0, f"net:[{netns}]\n")

@@ -119,8 +119,9 @@ def test_hostname_acceptance_test_rootless(unprivileged):
 
 
 def test_run_options_rootless(unprivileged):
-    assert unprivileged.labkit("run", "-p", "--", "sh", "-c", "echo $$").stdout == "1\n"
-    result = unprivileged.labkit("run", "-p", "--mount-proc", "--", "ps", "-e", "-o", "pid=,comm=")
+    assert unprivileged.labkit("run", "-fp", "sh", "-c", "echo $$").stdout == "1\n"
+    assert unprivileged.labkit("run", "-r", "id", "-u").stdout == "0\n"
+    result = unprivileged.labkit("run", "-fp", "--mount-proc", "--", "ps", "-e", "-o", "pid=,comm=")
     assert [line.split() for line in result.stdout.splitlines()] == [["1", "ps"]]
     assert unprivileged.labkit("run", "-n", "--", "ip", "-o", "link").stdout.count("\n") == 1
     result = unprivileged.labkit("run", "-m", "--", "sh", "-c",
@@ -137,7 +138,8 @@ def test_mount_proc_without_a_pid_namespace_explains_itself(unprivileged):
 
 def test_exit_statuses_rootless(unprivileged):
     assert unprivileged.labkit("run", "-u", "--", "sh", "-c", "exit 3").returncode == 3
-    assert unprivileged.labkit("run", "-u", "--", "sh", "-c", "kill -TERM $$").returncode == 143
+    assert unprivileged.labkit("run", "-u", "--", "sh", "-c", "kill -TERM $$").returncode == -15
+    assert unprivileged.labkit("run", "-fu", "sh", "-c", "kill -TERM $$").returncode == -15
     result = unprivileged.labkit("run", "-u", "--", "no-such-command-here")
     assert result.returncode == 127 and "failed to execute no-such-command-here" in result.stderr
 

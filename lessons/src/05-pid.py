@@ -379,7 +379,7 @@ print(pid.descend(3, pid.nspid)[1:])
 # >   COMMAND was killed by signal N.
 #
 # Sections 7 to 9 show each duty; `labkit/pid.py` (its `run_init`) and tini
-# are two ways to meet them. Try yours with `labkit run -p --mount-proc --
+# are two ways to meet them. Try yours with `labkit run -fp --mount-proc --
 # exercises/pid1/solution sh`, then:
 #
 # ```
