@@ -493,6 +493,12 @@ lab.close_all()  # end the shell of sections 5 to 9
 # 5. After `unshare(CLONE_NEWPID)`, which of the caller's links changes?
 #    <details><summary>answer</summary>Only <code>pid_for_children</code>: the caller
 #    stays where it is, its next child is the first process of the new namespace.</details>
+# 6. A threaded program must start a process in a new user namespace. Why
+#    does clone(2) work where unshare(2) fails?
+#    <details><summary>answer</summary><code>unshare(CLONE_NEWUSER)</code> would
+#    move the caller, one thread of a thread group, which the kernel refuses
+#    (<code>EINVAL</code>); clone(2) puts a new, single-threaded process in the
+#    new namespace and leaves the caller where it is.</details>
 
 # %%
 !labkit flags 0x6c020000

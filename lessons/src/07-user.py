@@ -424,6 +424,12 @@ os.chmod(scratch, 0o1777)
 #    <details><summary>answer</summary>The machine's UTS namespace is owned by
 #    the initial user namespace; a capability counts only over namespaces that
 #    its user namespace (or a descendant of it) owns.</details>
+# 6. The learner (uid 2000, no capabilities) made user namespace C with
+#    `unshare --user sleep infinity`. May the learner's other shell run
+#    `nsenter --target PID --user --uts hostname x`? May another unprivileged user?
+#    <details><summary>answer</summary>The learner may: in C's parent, with the
+#    euid of C's owner, it has every capability in C (section 8). Another user
+#    has none there, and is refused.</details>
 #
 # Try one: predict the output, then run it.
 
