@@ -9,6 +9,8 @@ lines before the first cell are the lesson's header::
     # Lesson 02: UTS namespaces.
     # rootless: yes        (it runs, with the same output, as a normal user)
     # exercise: uts        (it ends with `grader check uts`)
+    # uid: 2000            (optional: the unprivileged user it is about; its
+    #                       rootless checks run as that uid, whatever --as-user says)
 
 Building turns a source into ``lessons/NN-name.ipynb`` and executes it with
 the "nslab" Jupyter kernel, so that the notebook holds every output: a
@@ -45,7 +47,7 @@ SANITIZE = LESSONS / "sanitize.cfg"
 KERNEL = "nslab"  # the Jupyter kernel `make kernel` registers in .venv
 LAB_HOSTNAME = "vm"  # the lab VM's hostname, which the stored outputs show
 LAB_DOMAINNAME = "(none)"  # the kernel's default NIS domain name
-HEADER_KEYS = {"rootless", "exercise"}
+HEADER_KEYS = {"rootless", "exercise", "uid"}
 CELL_TIMEOUT = 120  # seconds; a cell that takes longer is stuck
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -67,7 +69,7 @@ def read_source(name: str | Path) -> tuple[dict, list[dict]]:
     A cell is {"cell_type": "markdown" or "code", "source": str, "tags": [...]}.
     """
     path = name if isinstance(name, Path) else SOURCES / f"{name}.py"
-    header: dict = {"rootless": False, "exercise": None}
+    header: dict = {"rootless": False, "exercise": None, "uid": None}
     cells: list[dict] = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         marker = re.match(r"# %%(?: \[(\w+)\])?(?: tags=(\[.*\]))?\s*$", line)
@@ -97,6 +99,10 @@ def _read_header_line(header: dict, line: str, path: Path, number: int) -> None:
         if m[2] not in ("yes", "no"):
             raise LessonError(f"{path}:{number}: rootless is 'yes' or 'no'")
         header["rootless"] = m[2] == "yes"
+    elif m[1] == "uid":
+        if not m[2].split()[0].isdigit():
+            raise LessonError(f"{path}:{number}: uid is a number")
+        header["uid"] = int(m[2].split()[0])
     else:
         header[m[1]] = m[2]
 
@@ -222,7 +228,17 @@ def sanitize_rules(names: list[str]) -> str:
 
 def check(names: list[str], uid: int | None = None, gid: int | None = None,
           timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run lessons NAMES under nbval (as UID if given) and return pytest's result."""
+    """Run lessons NAMES under nbval (as UID if given) and return pytest's result.
+
+    A lesson whose header names its own unprivileged uid runs as that uid
+    instead of UID (all NAMES must then agree; main() checks them in groups).
+    """
+    if uid is not None:
+        own = {read_source(n)[0]["uid"] for n in names}
+        if len(own) > 1:
+            raise LessonError(f"lessons {', '.join(names)} run as different users: check them apart")
+        if own != {None}:
+            uid = gid = own.pop()
     with LabHome(uid, gid) as home:
         rules = Path(home) / "sanitize.cfg"
         rules.write_text(sanitize_rules(names))
@@ -256,11 +272,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.check:
-            if args.as_user is not None:
-                names = [n for n in names if read_source(n)[0]["rootless"]]
-            result = check(names, args.as_user)
-            print(result.stdout + result.stderr, end="")
-            return result.returncode
+            if args.as_user is None:
+                result = check(names)
+                print(result.stdout + result.stderr, end="")
+                return result.returncode
+            groups: dict = {}  # lessons with a uid of their own run apart, as that uid
+            for n in names:
+                if read_source(n)[0]["rootless"]:
+                    groups.setdefault(read_source(n)[0]["uid"], []).append(n)
+            status = 0
+            for own, group in groups.items():
+                if own is not None and own != args.as_user:
+                    print(f"build.py: {', '.join(group)} run as uid {own}, the lesson's own user")
+                result = check(group, args.as_user)
+                print(result.stdout + result.stderr, end="")
+                status = status or result.returncode
+            return status
         return build(names)
     except LessonError as e:
         print(f"build.py: {e}", file=sys.stderr)

@@ -210,7 +210,7 @@ def test_source_header_and_cells_are_read_as_written(tmp_path):
                    "# %% [markdown]\n# # Title\n#\n# text\n\n"
                    "# %% tags=[\"raises-exception\"]\n1 / 0\n\n# %%\nx = 1\n")
     header, cells = build.read_source(src)
-    assert header == {"rootless": False, "exercise": "jail"}
+    assert header == {"rootless": False, "exercise": "jail", "uid": None}
     assert [(c["cell_type"], c["source"], c["tags"]) for c in cells] == [
         ("markdown", "# Title\n\ntext", []), ("code", "1 / 0", ["raises-exception"]), ("code", "x = 1", [])]
 

@@ -27,6 +27,7 @@
 
 # %%
 import os
+import tempfile
 import threading
 
 import lab  # lessons/lab.py: shells to type into, pictures of namespaces
@@ -51,9 +52,10 @@ for name in sorted(os.listdir(f"/proc/{me}/ns")):
 # %% [markdown]
 # Eight types, ten links: `pid_for_children` and `time_for_children` name the
 # namespace that this process's *next children* will be in. They differ from
-# `pid` and `time` only after `unshare(CLONE_NEWPID)` or `unshare(CLONE_NEWTIME)`,
-# which move a process's future children, never the process itself (section 5
-# shows it).
+# `pid` and `time` only after the process moved its future children: with
+# `unshare(CLONE_NEWPID)` or `unshare(CLONE_NEWTIME)` into a new namespace, or
+# with setns(2) into an existing PID or time namespace. Neither call ever moves
+# the process itself (section 5 shows both).
 #
 # **Same link target, same namespace.** Two processes are in the same namespace
 # exactly when their links name the same inode. The shell that a `!` line
@@ -199,13 +201,36 @@ print(f"pid              -> {pid_link}  ours: {pid_link == ours}")
 print(f"pid_for_children -> {for_children}  ours: {for_children == ours}")
 
 # %% [markdown]
-# Strictly, unshare(2) moves the calling *thread*. Where that would let the
-# threads of one process disagree about something they must share, the
-# kernel refuses: a user namespace decides the credentials that all threads
-# share, so `unshare(CLONE_NEWUSER)` in a process with several threads fails
-# with `EINVAL`. `unshare(CLONE_NEWNS)` succeeds there, and moves the calling
-# thread alone. A child with a second thread tries both (again in a user
-# namespace of its own):
+# setns(2) into an existing PID namespace does the same: the caller stays,
+# its `pid_for_children` link changes. A child joins the PID namespace of a
+# sleeping process (which it started in a new one, so that it may join it):
+
+# %%
+def setns_into_a_pid_namespace():
+    with spawn(["sleep", "infinity"], "pid") as sleeper:
+        before = os.readlink("/proc/self/ns/pid")
+        with Namespace.of(sleeper.pid, "pid").opened() as fd:
+            syscalls.setns(fd, "pid")
+        return {"pid": os.readlink("/proc/self/ns/pid") == before,
+                "pid_for_children": os.readlink("/proc/self/ns/pid_for_children") == before,
+                "the sleeper's": os.readlink("/proc/self/ns/pid_for_children") ==
+                os.readlink(f"/proc/{sleeper.pid}/ns/pid")}
+
+after_setns = run(setns_into_a_pid_namespace, namespaces="user", map_root=True)
+print("after setns(2): pid              unchanged:", after_setns["pid"])
+print("after setns(2): pid_for_children unchanged:", after_setns["pid_for_children"],
+      "  now the sleeper's:", after_setns["the sleeper's"])
+
+# %% [markdown]
+# Strictly, unshare(2) moves the calling *thread*. For some flags it must
+# take the whole process along, and then it refuses a process with several
+# threads: `CLONE_NEWUSER` implies `CLONE_THREAD` (unshare(2)), that is "leave
+# the thread group", which a thread with siblings cannot do, so
+# `unshare(CLONE_NEWUSER)` there fails with `EINVAL`. (The kernel keeps the
+# threads of a process in one user namespace, and one thread cannot leave
+# alone.) `CLONE_NEWNS` implies only `CLONE_FS`, which a thread may unshare:
+# `unshare(CLONE_NEWNS)` succeeds, and moves the calling thread alone. A child
+# with a second thread tries both (again in a user namespace of its own):
 
 # %%
 def with_a_second_thread():
@@ -232,6 +257,27 @@ print("threads of this notebook's kernel: more than one:", len(os.listdir(f"/pro
 # %% [markdown]
 # That last line is why these lessons never unshare the kernel's own process:
 # every experiment runs in a child, which starts with one thread.
+#
+# **clone(2): born in new namespaces.** The first row of the table. Where
+# unshare(2) moves the caller, clone(2) with `CLONE_NEW*` flags creates a
+# *child* that starts in the new namespaces, and the caller stays where it
+# was. Two more differences follow: with `CLONE_NEWPID` the child is PID 1 of
+# the new namespace at once (no extra fork), and `CLONE_NEWUSER` works from a
+# threaded process, since the new user namespace is for a new, single-threaded
+# process. `lessons/c/clone_child.c` is a short C program in the style of
+# Kerrisk's examples that shows all three: it starts a second thread, tries
+# `unshare(CLONE_NEWUSER)`, then clones a child into new user, UTS and PID
+# namespaces. We compile it and run it (in a child of this kernel, as always):
+
+# %%
+clone_dir = tempfile.mkdtemp()
+!gcc -Wall -pthread -o {clone_dir}/clone_child c/clone_child.c && {clone_dir}/clone_child
+!rm -r {clone_dir}
+
+# %% [markdown]
+# `unshare --fork` (and labkit's `spawn`) get the same result in two steps,
+# unshare(2) and then fork(2); container runtimes such as runc and LXC call
+# clone(2) (or clone3(2), Linux 5.3) with the flags directly.
 #
 # And the ioctls: every namespace is owned by a user namespace, and PID and
 # user namespaces form trees, so each has a parent.
@@ -280,8 +326,11 @@ print(run(try_unshare, "user,uts"))
 # %% [markdown]
 # ## 7. How many: the limits in /proc/sys/user
 #
-# Each user namespace has a limit per type on how many namespaces its users
-# may create. The defaults follow the machine's memory:
+# Each user namespace has a limit per type on how many namespaces may be
+# created in it, and the limit counts **per user**: each user (uid) of that
+# user namespace may create up to that many, and the next one fails
+# (namespaces(7), "The /proc/sys/user directory"). The defaults follow the
+# machine's memory, since every namespace costs kernel memory (section 11):
 
 # %%
 !grep . /proc/sys/user/max_*_namespaces
@@ -321,10 +370,19 @@ print(*run(hit_the_limit, namespaces="user", map_root=True), sep="\n")
 # %% [markdown]
 # ## 8. A namespace lives while something refers to it
 #
-# The kernel frees a namespace when nothing refers to it any more. Every
-# process in it refers to it; so does an open file descriptor of its
-# `/proc/PID/ns` file, and a bind mount of that file. `ip netns add` keeps
-# network namespaces alive with bind mounts under `/run/netns`.
+# The kernel frees a namespace when nothing refers to it any more
+# (namespaces(7), "Namespace lifetime"). What refers to one:
+#
+# * every process in it;
+# * an open file descriptor of its `/proc/PID/ns` file, and a bind mount of
+#   that file (`ip netns add` keeps network namespaces alive with bind
+#   mounts under `/run/netns`);
+# * a process whose `pid_for_children` or `time_for_children` link names it
+#   (section 5);
+# * for a PID or user namespace, a child namespace (each holds its parent);
+# * for a user namespace, every namespace it owns;
+# * for an IPC namespace, an `mqueue` mount made in it (lesson 08); for a
+#   PID namespace, a `/proc` mount made in it (lesson 05).
 #
 # `labkit.persist.outlives_its_process` tries it: a child gets a UTS namespace
 # with a hostname, something holds the namespace (or nothing does), the child
@@ -406,9 +464,12 @@ print("same kernel:", inside == os.uname().release)
 
 # %% [markdown]
 # A virtual machine boots a kernel of its own: the lab VM's `uname -r` is not
-# your laptop's. That is the trade: a container is a process (it starts in
-# milliseconds and costs no memory of its own), but a kernel bug or a kernel
-# setting is shared by every container on the machine.
+# your laptop's. That is the trade: a container is a process. It boots no
+# kernel and runs no second copy of one, so it starts in milliseconds; what it
+# costs is the kernel memory of its namespaces (their tables, a network
+# namespace's devices and sockets), which is why the limits of section 7
+# scale with the machine's memory. And a kernel bug or a kernel setting is
+# shared by every container on the machine.
 
 # %%
 lab.close_all()  # end the shell of sections 5 to 9
@@ -432,6 +493,12 @@ lab.close_all()  # end the shell of sections 5 to 9
 # 5. After `unshare(CLONE_NEWPID)`, which of the caller's links changes?
 #    <details><summary>answer</summary>Only <code>pid_for_children</code>: the caller
 #    stays where it is, its next child is the first process of the new namespace.</details>
+# 6. A threaded program must start a process in a new user namespace. Why
+#    does clone(2) work where unshare(2) fails?
+#    <details><summary>answer</summary><code>unshare(CLONE_NEWUSER)</code> would
+#    move the caller, one thread of a thread group, which the kernel refuses
+#    (<code>EINVAL</code>); clone(2) puts a new, single-threaded process in the
+#    new namespace and leaves the caller where it is.</details>
 
 # %%
 !labkit flags 0x6c020000

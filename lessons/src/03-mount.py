@@ -7,8 +7,11 @@
 #
 # **Goal.** A mount namespace (Linux 2.4.19, the first namespace of all,
 # mount_namespaces(7)) holds a *mount table*: which file system is mounted
-# where. A new one starts as a copy of its parent's; after that, a mount made
-# in one is not seen in the other, unless the mount belongs to a *peer group*.
+# where. A new one starts as a copy of the mount table of the process that
+# created it (with unshare(2) or clone(2)); after that, a mount made in one is
+# not seen in the other, unless the mount belongs to a *peer group*. Mount
+# namespaces have no parent: unlike PID and user namespaces (lesson 01), they
+# form no tree, and a copy owes nothing to the namespace it was copied from.
 # By the end of this lesson you can
 #
 # * mount a file system that no other process on the machine sees;
@@ -17,7 +20,11 @@
 #   unbindable) and find the peer groups in mountinfo;
 # * explain how one disk mounted once can appear in several namespaces;
 # * recognise the bite: a mount made "in a namespace of its own" that lands
-#   on the host, and say which step prevents it.
+#   on the host, and say which step prevents it;
+# * read `propagate_from` in mountinfo, and stop a recursive bind mount from
+#   multiplying with an unbindable mount;
+# * explain why a user namespace cannot unmount what a more privileged
+#   namespace mounted (locked mounts).
 #
 # *Root or not:* this lesson runs as root and as a normal user, with the same
 # output. As a normal user the shells start in a user namespace in which you
@@ -30,12 +37,14 @@
 # `Documentation/filesystems/sharedsubtree.rst`.
 
 # %%
+import errno
 import os
 import tempfile
 
 import lab  # lessons/lab.py: shells to type into, pictures of namespaces
-from labkit import mount
+from labkit import mount, syscalls, user
 from labkit.namespace import Namespace
+from labkit.spawn import run
 
 me = os.getpid()  # this notebook's kernel
 T = tempfile.mkdtemp()  # an empty directory of our own to mount things on
@@ -71,6 +80,18 @@ print("files on the bench, as we see it:", os.listdir(T))
 sh("readlink /proc/$$/ns/mnt")
 print(os.readlink(f"/proc/{me}/ns/mnt"), " <- this kernel")
 print("same mount namespace:", Namespace.of(sh.current_pid(), "mnt") == Namespace.of(me, "mnt"))
+
+# %% [markdown]
+# The shell's namespace is a copy of ours, not a child of it: asked for the
+# parent of a mount namespace (NS_GET_PARENT, ioctl_ns(2)), the kernel answers
+# `EINVAL`, "this kind of namespace has no parent", as it does for UTS,
+# IPC, network and cgroup namespaces:
+
+# %%
+try:
+    Namespace.of(sh.current_pid(), "mnt").parent()
+except OSError as e:
+    print(f"NS_GET_PARENT on a mount namespace: {errno.errorcode[e.errno]}")
 
 # %% [markdown]
 # ## 2. /proc/PID/mountinfo: each process shows its namespace's table
@@ -207,6 +228,65 @@ print("slave/disk is their slave:", groups["slave/disk"].master == groups["peer/
 sh("mount --make-unbindable copy && mount --bind copy slave/disk")
 
 # %% [markdown]
+# **propagate_from.** A slave's master is a peer group, and mountinfo names
+# it with `master:N`. That group may have no member in the slave's own
+# namespace; events still arrive, relayed through it from a group further up
+# the chain. mountinfo then adds `propagate_from:M` (proc(5)): the nearest
+# group up the chain that does have a member in this namespace. We make
+# `relay`, a bind of the slave (so a slave of stage's group too) that is
+# made shared as well, in a group of its own. In a copy of the namespace,
+# relay's copy is then made a slave of relay's group, which has no member in
+# the copy; stage's group has one, the copy of stage:
+
+# %%
+sh("mkdir relay && mount --bind slave relay && mount --make-shared relay")
+outer = {name: mount.mount_at(f"{T}/{name}", sh.current_pid()) for name in ("stage", "relay")}
+print(f"relay here: {' '.join(outer['relay'].optional)}")
+sh("unshare --mount --propagation unchanged sh")  # a copy: every mount keeps its groups
+sh("mount --make-slave relay")
+relay = mount.mount_at(f"{T}/relay", sh.current_pid())
+print(f"relay in the copy: {' '.join(relay.optional)}")
+print("its master is relay's group:", relay.master == outer["relay"].peer_group)
+print("it propagates from stage's group:",
+      f"propagate_from:{outer['stage'].peer_group}" in relay.optional)
+sh("exit")
+sh("umount relay && rmdir relay")
+
+# %% [markdown]
+# **Why unbindable exists: the recursive bind blow-up.** A recursive bind
+# (`mount --rbind`) copies a mount *and every mount below it*. Give each user
+# a view of a shared tree under their home, `tree/home/USER`, with a
+# recursive bind of the tree: each bind copies the binds made before, and
+# propagation (the tree is shared) repeats each new mount in every copy. In a
+# scratch namespace, on a small tree with three users, we count the mounts
+# under `tree` after each bind:
+
+# %%
+sh("unshare --mount sh")  # a scratch namespace: its mounts end with it
+sh("mkdir tree && mount -t tmpfs tree tree && mount --make-shared tree && "
+   "mkdir -p tree/home/alice tree/home/bob tree/home/carol")
+sh("count() { findmnt --list --noheadings --submounts --mountpoint $PWD/tree | wc -l; }; count")
+sh('for u in alice bob carol; do mount --rbind tree tree/home/$u; echo "rbind into $u: $(count) mounts"; done')
+sh("exit")
+
+# %% [markdown]
+# 1, 2, 6, 42: each bind takes n mounts to n·(n+1), so a fourth user would
+# bring 1806. The cure
+# (sharedsubtree.rst, "unbindable mounts") is to make `home` an unbindable
+# mount (a bind mount of itself, then `--make-unbindable`): a recursive bind
+# leaves it, and everything below it, out of the copy. The same three binds:
+
+# %%
+sh("unshare --mount sh")
+sh("mount -t tmpfs tree tree && mount --make-shared tree && "
+   "mkdir -p tree/home/alice tree/home/bob tree/home/carol")
+sh("mount --bind tree/home tree/home && mount --make-unbindable tree/home")
+sh("count() { findmnt --list --noheadings --submounts --mountpoint $PWD/tree | wc -l; }; count")
+sh('for u in alice bob carol; do mount --rbind tree tree/home/$u; echo "rbind into $u: $(count) mounts"; done')
+sh("exit")
+sh("rmdir tree")
+
+# %% [markdown]
 # ## 5. One disk, three namespaces
 #
 # mount_namespaces(7) gives the reason peer groups exist: an optical disk is
@@ -308,11 +388,94 @@ sh("exit")
 sh(f"findmnt --output TARGET,SOURCE {T}/stage/scratch || echo 'nothing mounted: the host is untouched'")
 
 # %% [markdown]
-# That is step 1 of every container runtime, and of `labkit.jail.pivot_into`
-# (lesson 04): `mount("none", "/", NULL, MS_REC|MS_PRIVATE, NULL)` before any
-# other mount. (The reverse is sometimes wanted: a container that should see
-# the host's later mounts gets slave propagation, `spawn(...,
-# propagation="slave")` or `unshare --propagation slave`.)
+# So the first mount call of every tool that makes a mount namespace changes
+# the propagation of the whole tree, before any other mount. unshare(1) and
+# labkit (`spawn`, and `labkit.jail.pivot_into` in lesson 04) make it
+# private: `mount("none", "/", NULL, MS_REC|MS_PRIVATE, NULL)`. The container
+# runtimes choose **slave** instead: runc (Docker's and Kubernetes' runtime)
+# calls `mount("", "/", "", MS_SLAVE|MS_REC, "")` unless the container's
+# configuration asks for another `rootfsPropagation`, and LXC and
+# systemd-nspawn do the same. Slave is the common choice because it still
+# sends nothing to the host, while the host's later mounts and unmounts keep
+# reaching the container: when the host unmounts a disk, the container's copy
+# goes too, instead of keeping the disk busy. `unshare --propagation slave`
+# (or `spawn(..., propagation="slave")`) does it. A second shell plays the
+# host, in the same namespace as the first:
+
+# %%
+host = lab.Shell("host")
+host(f"nsenter --target {sh.current_pid()} --mount sh")  # a second shell in the "host" namespace
+host(f"cd {T}")
+sh("unshare --mount --propagation slave sh")  # what runc, LXC and systemd-nspawn do
+sh("mount -t tmpfs inside stage/scratch")
+host("findmnt stage/scratch || echo 'the host: nothing at stage/scratch'")
+host("mount -t tmpfs later stage/disk")  # the host mounts a disk ...
+sh("findmnt --noheadings --output SOURCE stage/disk")  # ... the container receives it
+host("umount stage/disk")  # ... and the unmount too
+sh("findmnt stage/disk || echo 'the container: nothing at stage/disk'")
+sh("exit")
+host.close()
+
+# %% [markdown]
+# ## 7. Locked mounts: what a user namespace may not undo
+#
+# A mount namespace is owned by a user namespace (lesson 01). When a new
+# mount namespace is owned by a user namespace other than its original's,
+# it is *less privileged*, and the mounts it copies come **locked**
+# (mount_namespaces(7), "Restrictions on mount namespaces"): mounted
+# together, they cannot be taken apart, so that root of the new user
+# namespace cannot unmount a mount to reveal what it covers, nor change the
+# flags (`ro`, `nosuid`, `nodev`, `noexec`, atime) that it was given. Here a
+# read-only tmpfs covers a note in a namespace of ours, and a child in a new
+# user namespace and mount namespace (root there, with every capability)
+# tries to get at the note:
+
+# %%
+cover = tempfile.mkdtemp()
+
+def try_to_uncover():
+    """In a new user and mount namespace: try to undo the cover that our parent mounted."""
+    note = f"{cover}/secret"
+    attempts = {
+        "umount secret": lambda: syscalls.umount(note),
+        "umount -l secret": lambda: syscalls.umount(note, syscalls.MNT_DETACH),
+        "mount -o remount,bind,rw secret":
+            lambda: syscalls.mount("none", note, None, syscalls.MS_REMOUNT | syscalls.MS_BIND),
+    }
+    report = [f"inside: uid {os.getuid()}, CAP_SYS_ADMIN: {'sys_admin' in user.capabilities()}"]
+    for what, attempt in attempts.items():
+        try:
+            attempt()
+            report.append(f"{what:31} done")
+        except OSError as e:
+            report.append(f"{what:31} {errno.errorcode[e.errno]}")
+    mount.mount_tmpfs(note, "mine")  # a mount of its own, on top ...
+    mount.unmount(note)  # ... it may unmount again
+    report.append(f"{'mount and umount its own tmpfs':31} done")
+    report.append(f"what it sees in secret: {os.listdir(note)}, read-only: "
+                  f"{'ro' in mount.mount_at(note).options.split(',')}")
+    return report
+
+def cover_a_note():
+    """In a new mount namespace of ours: a note, covered by a read-only tmpfs."""
+    mount.mount_tmpfs(cover, "bench")
+    os.mkdir(f"{cover}/secret")
+    with open(f"{cover}/secret/note", "w") as f:
+        f.write("under the cover\n")
+    mount.mount_tmpfs(f"{cover}/secret", "cover")
+    mount.remount_readonly(f"{cover}/secret")
+    return run(try_to_uncover, namespaces="user,mnt", map_root=True)
+
+print(*run(cover_a_note, namespaces="mnt"), sep="\n")
+os.rmdir(cover)
+
+# %% [markdown]
+# `EINVAL` for the unmounts: the kernel treats a locked mount as one that
+# cannot be unmounted alone (umount2(2)). `EPERM` for the remount: the
+# read-only flag is locked. A mount the child made itself is its own to
+# remove. The root of the copied tree, and so a `pivot_root`'ed container's
+# `/`, is locked the same way; lesson 07 has more on what root of a user
+# namespace may and may not do.
 
 # %%
 lab.close_all()  # the shells end, and with them the namespace that held the bench's mounts
@@ -344,14 +507,18 @@ os.rmdir(T)
 # 5. A container should see the disks the host mounts later, but its own
 #    mounts must never reach the host. Which propagation for its copy of `/media`?
 #    <details><summary>answer</summary>Slave: it receives from the host's peer
-#    group and sends nothing back.</details>
+#    group and sends nothing back. (runc, LXC and systemd-nspawn make the whole
+#    tree a slave for that reason.)</details>
+# 6. Root of a new user namespace, in a new mount namespace, runs `umount /proc`
+#    and gets `EINVAL`, although it has CAP_SYS_ADMIN there. Why?
+#    <details><summary>answer</summary>The mount came from a more privileged
+#    mount namespace, so it is locked: unmounting it alone could reveal what it
+#    covers. It may mount over it, and unmount its own mounts.</details>
 #
 # Try one: predict what `mount_at` finds, then run it. `labkit.spawn.run`
 # calls the function in a child with a new mount namespace.
 
 # %%
-from labkit.spawn import run
-
 def mount_and_look(where):
     mount.mount_tmpfs(where, "try-me")
     return mount.mount_at(where).source

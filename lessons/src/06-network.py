@@ -32,7 +32,9 @@
 # network_namespaces(7), ip-netns(8) and veth(4).
 
 # %%
+import errno
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -40,7 +42,7 @@ import tempfile
 import lab  # lessons/lab.py: shells to type into, pictures
 from labkit import net
 from labkit.namespace import Namespace
-from labkit.spawn import run
+from labkit.spawn import run, spawn
 
 me = os.getpid()  # this notebook's kernel
 
@@ -263,10 +265,55 @@ os.rmdir(directory)
 # ## 6. A worker with no network serves a connection
 #
 # A socket belongs to the namespace it was created in, whichever process
-# holds it later. `net.Worker(handle)` starts a process in a new network
-# namespace where `lo` is down: it can neither connect nor listen. We accept a
-# connection in our namespace and pass the connected socket to the worker
-# over a UNIX socket (SCM_RIGHTS, unix(7)); the worker answers on it.
+# holds it later. A process in a new network namespace, whose only device
+# `lo` is down, can still make sockets, bind and listen: what it lacks is a
+# way to reach anything, and a way for anything to reach it. A process
+# without network tries, and then we try to reach it from here:
+
+# %%
+def without_network(ready_w):
+    """In a new network namespace: try what sockets can still do; then wait, listening."""
+    def attempt(what, call):
+        try:
+            call()
+            return f"{what}: yes"
+        except OSError as e:
+            return f"{what}: no, {errno.errorcode[e.errno]}"
+
+    tcp, unix = socket.socket(), socket.socket(socket.AF_UNIX)
+    report = [
+        attempt("listen on TCP, any address (INADDR_ANY)", lambda: (tcp.bind(("0.0.0.0", 0)), tcp.listen())),
+        attempt("connect to that listener at 127.0.0.1",
+                lambda: socket.create_connection(("127.0.0.1", tcp.getsockname()[1]), timeout=5)),
+        attempt("listen on the abstract UNIX name @nslab-no-net",
+                lambda: (unix.bind("\0nslab-no-net"), unix.listen())),
+        attempt("connect to it, in the same namespace",
+                lambda: socket.socket(socket.AF_UNIX).connect("\0nslab-no-net")),
+    ]
+    os.write(ready_w, "\n".join(report).encode())
+    os.close(ready_w)
+    signal.pause()
+
+ready_r, ready_w = os.pipe()
+with spawn(without_network, "net", args=(ready_w,)) as no_net:
+    os.close(ready_w)
+    with open(ready_r) as inside:
+        print(inside.read())
+    with socket.socket(socket.AF_UNIX) as outside:
+        try:
+            outside.connect("\0nslab-no-net")
+            print("from our namespace, connect to @nslab-no-net: yes")
+        except OSError as e:
+            print(f"from our namespace, connect to @nslab-no-net: no, {errno.errorcode[e.errno]}")
+
+# %% [markdown]
+# It listens, but its TCP port is on a device that is down and linked to
+# nothing, and its abstract name is in its own namespace's table (section 5).
+# Only a socket file in the file system (section 5), or a descriptor handed
+# over, could connect it to anyone. `net.Worker(handle)` is such a process,
+# and we hand it a descriptor: we accept a connection in our namespace and
+# pass the connected socket to the worker over a UNIX socket (SCM_RIGHTS,
+# unix(7)); the worker answers on it.
 
 # %%
 def isolated_worker():

@@ -26,11 +26,13 @@
 # ipc_namespaces(7), sysvipc(7) and mq_overview(7).
 
 # %%
+import errno
 import os
+import resource
 import signal
 
 import lab  # lessons/lab.py: pictures of namespaces
-from labkit import ipc
+from labkit import ipc, syscalls
 from labkit.join import enter, run_in
 from labkit.namespace import Namespace
 from labkit.persist import holders
@@ -190,9 +192,11 @@ print("what refers to A's namespace now:", [str(h) for h in holders(its_ipc)])
 
 # %% [markdown]
 # The segment outlived its maker. When the keeper ends too, nothing refers to
-# the namespace any more (no process in it, no open file of it, no bind
-# mount), so the kernel frees it, and with it every object in it
-# (ipc_namespaces(7)): nobody can ever name them again.
+# the namespace any more: no process in it, no open file or bind mount of its
+# `/proc/PID/ns/ipc`, no `mqueue` mount made in it (such a mount shows the
+# namespace's queues, so it keeps the namespace alive; namespaces(7)). The
+# kernel frees it, and with it every object in it (ipc_namespaces(7)):
+# nobody can ever name them again.
 
 # %%
 keeper.kill()
@@ -200,6 +204,106 @@ keeper.wait()
 print("what refers to A's namespace now:", [str(h) for h in holders(its_ipc)])
 
 # %% [markdown]
+# **Destroyed, not just out of reach.** Once nothing refers to a namespace,
+# nobody can look into it: how do we know that its objects are gone, and not
+# merely unreachable? By what they cost. The memory of a POSIX queue counts
+# against its creator's `RLIMIT_MSGQUEUE` (mq_overview(7)), and a System V
+# segment locked in memory (`SHM_LOCK`, shmctl(2)) against `RLIMIT_MEMLOCK`,
+# per user, whatever the IPC namespace. We lower the limits until there is
+# room for exactly one object, let a *maker* make one in a new namespace X,
+# and ask from other new namespaces whether there is room for one more:
+# while X lives, there is not; once X is let go, there is again. X is held by
+# an open file descriptor of `/proc/PID/ns/ipc` (`ipc.hold`), or by an
+# `mqueue` mount made in it, after the maker has moved to another IPC
+# namespace (setns(2)). The whole experiment runs in a user namespace of its
+# own, so that the count per user starts at zero whoever runs it.
+
+# %%
+SHM_LOCK = 11  # shmctl(2), <sys/shm.h>: lock a segment in memory, charged to RLIMIT_MEMLOCK
+
+
+def make_queue():
+    ipc.create_queue("/jobs")  # 10 messages of 8 KiB: the default size (mq_overview(7))
+
+def make_locked_segment():
+    ipc.shmctl(ipc.shmget(KEY, 4096), SHM_LOCK)  # one page
+
+MAKE = {"POSIX queue": make_queue, "System V segment": make_locked_segment}
+REMOVE = {"POSIX queue": lambda: ipc.mq_unlink("/jobs"),
+          "System V segment": lambda: ipc.shmctl(ipc.shmget(KEY, 0, 0))}
+
+
+def room_for_one_more(kind):
+    """In a new IPC namespace, make an object of KIND and remove it: "yes", or why not."""
+    def try_it():
+        try:
+            MAKE[kind]()
+        except OSError as e:
+            return f"no, {errno.errorcode[e.errno]}"
+        REMOVE[kind]()  # at once, so that it costs nothing any more
+        return "yes"
+    return run(try_it, namespaces="ipc")
+
+
+def maker(kind, hold):
+    """A process that made one object of KIND in a new IPC namespace, X, and waits.
+
+    With HOLD "mqueue mount" it also mounts X's queues on /mnt (in a new mount
+    namespace) and then moves back to our IPC namespace: only the mount holds X.
+    """
+    ready_r, ready_w = os.pipe()
+    ours = os.open("/proc/self/ns/ipc", os.O_RDONLY)
+
+    def make_and_wait():
+        MAKE[kind]()
+        if hold == "mqueue mount":
+            ipc.mount_mqueue("/mnt")
+            syscalls.setns(ours, "ipc")
+        os.write(ready_w, b"!")
+        signal.pause()
+
+    child = spawn(make_and_wait, "ipc,mnt" if hold == "mqueue mount" else "ipc")
+    os.close(ready_w)
+    os.read(ready_r, 1)
+    for fd in (ready_r, ours):
+        os.close(fd)
+    return child
+
+
+def destroyed_with_its_namespace(kind, hold):
+    resource.setrlimit(resource.RLIMIT_MSGQUEUE, (100_000, 100_000))  # one default queue, not two
+    resource.setrlimit(resource.RLIMIT_MEMLOCK, (4096, 4096))  # one page
+    report = [f"{kind}, X held by {hold}:", f"  room for one: {room_for_one_more(kind)}"]
+    child = maker(kind, hold)
+    report.append(f"  the maker made one in X. Room for one more: {room_for_one_more(kind)}")
+    if hold == "fd":
+        fd = ipc.hold(child.pid)
+        child.kill()
+        child.wait()
+        report.append(f"  the maker ended; the fd holds X. Room: {room_for_one_more(kind)}")
+        os.close(fd)
+    else:
+        back = Namespace.of(child.pid, "ipc") == Namespace.of("self", "ipc")
+        report.append(f"  the maker left X for our namespace: {back}; its /mnt lists "
+                      f"{os.listdir(f'/proc/{child.pid}/root/mnt')}. Room: {room_for_one_more(kind)}")
+        child.kill()  # its mount namespace ends, and the mount with it
+        child.wait()
+    # The kernel frees an IPC namespace in the background (a work queue): we wait for it.
+    freed = lab.wait_until(lambda: room_for_one_more(kind) == "yes", "X and its object to be freed")
+    report.append(f"  X let go. Room for one: {'yes' if freed else 'no'}")
+    return report
+
+
+for kind, hold in [("POSIX queue", "fd"), ("POSIX queue", "mqueue mount"), ("System V segment", "fd")]:
+    print(*run(destroyed_with_its_namespace, kind, hold, namespaces="user,ipc", map_root=True), sep="\n")
+
+# %% [markdown]
+# `EMFILE` from mq_open(3) and `ENOMEM` from shmctl(2) mean "over your limit":
+# the object in X still counts while anything holds X, even with no process
+# in it, and stops counting once X is let go. (The mount kept X alive
+# although no process was in X any more: that is the `mqueue` entry in the
+# list above.)
+#
 # This is why a container needs no clean-up of its shared memory: the IPC
 # namespace it had takes its objects along. In a namespace that never ends,
 # such as this machine's own, a forgotten segment stays until someone removes
@@ -230,8 +334,9 @@ print("box B ended; with it, its namespace and its objects")
 #    <code>mount -t mqueue none /dev/mqueue</code>.</details>
 # 4. When are the objects of an IPC namespace destroyed?
 #    <details><summary>answer</summary>When the namespace is: once no process is
-#    in it and no open file or bind mount of its <code>/proc/PID/ns/ipc</code>
-#    holds it. (Or earlier, one by one, with <code>ipcrm</code>.)</details>
+#    in it, no open file or bind mount of its <code>/proc/PID/ns/ipc</code>
+#    and no <code>mqueue</code> mount made in it holds it. (Or earlier, one by
+#    one, with <code>ipcrm</code> or <code>mq_unlink</code>.)</details>
 # 5. Which IPC mechanisms does an IPC namespace not isolate?
 #    <details><summary>answer</summary>Those found through the file system or
 #    handed over as descriptors: pipes, FIFOs, UNIX domain sockets (the

@@ -7,8 +7,11 @@
 # # 10 · Time namespaces: a clock of one's own
 #
 # **Goal.** A time namespace (Linux 5.6, time_namespaces(7)) holds two offsets
-# that the kernel adds to `CLOCK_MONOTONIC` and `CLOCK_BOOTTIME` for the
-# processes in it. The wall clock is not touched. It exists for one job: moving
+# that the kernel adds, for the processes in it, to the clocks that count from
+# boot: `CLOCK_MONOTONIC` (with its variants `CLOCK_MONOTONIC_RAW` and
+# `CLOCK_MONOTONIC_COARSE`) and `CLOCK_BOOTTIME` (with `CLOCK_BOOTTIME_ALARM`),
+# and to the timers and sleeps measured against them. The wall clock is not
+# touched. It exists for one job: moving
 # a running program to another machine (checkpoint/restore) without its clocks
 # jumping back. By the end of this lesson you can
 #
@@ -30,6 +33,7 @@
 # in `labkit/timens.py`: read it beside time_namespaces(7) and clock_gettime(2).
 
 # %%
+import ctypes
 import os
 import subprocess
 import time
@@ -40,6 +44,11 @@ from labkit.spawn import run, spawn
 
 me = os.getpid()  # this notebook's kernel
 HOUR, DAY = 3600, 86400
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+class timespec(ctypes.Structure):  # struct timespec, <time.h>
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
 def hours(seconds):
@@ -56,6 +65,13 @@ def hours(seconds):
 # | `CLOCK_REALTIME` | the wall-clock time, seconds since 1970; can be set, and jump | the same everywhere |
 # | `CLOCK_MONOTONIC` | seconds since some point near boot, never jumps back, stops during suspend | plus the `monotonic` offset |
 # | `CLOCK_BOOTTIME` | like MONOTONIC, but counts suspend too | plus the `boottime` offset |
+#
+# Each of the last two has variants that the offsets shift too:
+# `CLOCK_MONOTONIC_RAW` (not slewed by NTP) and `CLOCK_MONOTONIC_COARSE`
+# (cheaper, less precise) take the `monotonic` offset, `CLOCK_BOOTTIME_ALARM`
+# (for timers that wake a suspended machine) the `boottime` one (section 2
+# shows the first two; reading the alarm clock needs a real-time clock
+# device, which not every virtual machine has).
 #
 # The first number in `/proc/uptime` is `CLOCK_BOOTTIME`:
 
@@ -95,6 +111,39 @@ command = ["unshare", "--user", "--map-root-user", "--time", "--fork", "--bootti
            "cat", "/proc/uptime"]
 inside = float(subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()[0])
 print("uptime inside minus ours:", hours(inside - timens.uptime()))
+
+# %% [markdown]
+# The variants of `CLOCK_MONOTONIC` move with it. And a timer or a sleep
+# measured against a shifted clock is converted by the kernel: a process a
+# day ahead that sleeps until "now + half a second" on its `CLOCK_MONOTONIC`
+# (clock_nanosleep(2) with `TIMER_ABSTIME`) wakes half a second later, not a
+# day early or late.
+
+# %%
+VARIANTS = {"CLOCK_MONOTONIC_RAW": time.CLOCK_MONOTONIC_RAW, "CLOCK_MONOTONIC_COARSE": 6}  # <linux/time.h>
+TIMER_ABSTIME = 1  # clock_nanosleep(2): the time is a reading of the clock, not an interval
+
+
+def variants():
+    return {name: time.clock_gettime(clock) for name, clock in VARIANTS.items()}
+
+
+def sleep_until_half_a_second_from_now():
+    """clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, now + 0.5 s); how long it slept, in seconds."""
+    wake = time.clock_gettime(time.CLOCK_MONOTONIC) + 0.5
+    when = timespec(int(wake), int(wake % 1 * 1e9))
+    start = time.perf_counter()
+    libc.clock_nanosleep(time.CLOCK_MONOTONIC, TIMER_ABSTIME, ctypes.byref(when), None)
+    return time.perf_counter() - start
+
+
+before = variants()
+inside = run(variants, namespaces="time", time_offsets={"monotonic": HOUR})
+after = variants()
+for name in VARIANTS:
+    print(f"{name:23} inside minus ours: {hours(inside[name] - (before[name] + after[name]) / 2)}")
+slept = run(sleep_until_half_a_second_from_now, namespaces="time", time_offsets={"monotonic": DAY})
+print("a day ahead, slept until now + 0.5 s: woke after about half a second:", 0.4 < slept < 5)
 
 # %% [markdown]
 # And a picture: this kernel and a child in a new time namespace, with the

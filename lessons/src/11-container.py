@@ -33,12 +33,14 @@
 # %%
 import os
 import shutil
+import subprocess
 import tempfile
 
 import lab  # lessons/lab.py: pictures of namespaces
 from labkit import container, ipc, pid, user
 from labkit.join import enter, run_in
 from labkit.namespace import Namespace
+from labkit.output import table
 
 me = os.getpid()  # this notebook's kernel
 
@@ -121,12 +123,15 @@ lab.picture({"this kernel": me, "container's init": box.pid, "container's sleep"
 # %% [markdown]
 # ## 5. Entering it with setns(2)
 #
-# `lxc-attach`, `docker exec` (through runc), `machinectl shell` and
+# `lxc-attach`, `docker exec` (through runc's `runc exec`) and
 # `nsenter --all` all work the same way: open `/proc/PID/ns/*` of a process in
 # the container, call setns(2) for each (the user namespace first, lesson 07),
 # change root to the container's root (`/proc/PID/root`), fork once more so that
 # the child is inside the PID namespace, and exec the command there.
-# `labkit.join.enter(pid, "all", argv)` is that; `attach` catches its output:
+# `labkit.join.enter(pid, "all", argv)` is that; `attach` catches its output.
+# (`machinectl shell` is different: it joins nothing itself, but asks the
+# container's own systemd, over D-Bus, to start the shell as a service inside,
+# so the shell is a child of the container's init, not of machinectl.)
 
 # %%
 def attach(*argv):
@@ -194,6 +199,64 @@ print(attach("sh", "-c", "mount -t tmpfs none /tmp && echo mounted a tmpfs on /t
 # Every column shares the same kernel with the host (lesson 01, section 11):
 # namespaces divide what one kernel shows, and the extra layers narrow what a
 # process may ask of it.
+#
+# **A real engine, read from inside.** util-linux's unshare(1), from Debian's
+# `util-linux`, has the options of a small engine: every namespace, a root
+# mapped to us (`--map-root-user`), a fresh `/proc` (`--mount-proc`) and a root
+# directory (`--root`, a chroot(2) there). We start it on the same busybox
+# tree, and read from inside each container what the table compares: the
+# namespaces (the links in `/proc/self/ns`), the cgroup, the capabilities,
+# seccomp and no_new_privs (`/proc/self/status`, proc(5)):
+
+# %%
+PROBE = ("for ns in cgroup ipc mnt net pid user uts; do readlink /proc/self/ns/$ns; done; "
+         "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; "
+         "echo cgroup: $(cut -d: -f3 /proc/self/cgroup | sort -u)")
+ENGINE = ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--kill-child", "--mount",
+          "--uts", "--ipc", "--net", "--cgroup", "--mount-proc"]  # and --root=DIR
+
+
+def read_probe(text):
+    """What PROBE printed, as verdicts that hold on any kernel and cgroup layout."""
+    lines = text.splitlines()
+    links = [line for line in lines if ":[" in line]
+    status = dict(line.split(":", 1) for line in lines if ":[" not in line)
+    status = {key: value.strip() for key, value in status.items()}
+    return {
+        "new namespaces": sum(os.readlink(f"/proc/{me}/ns/{link.split(':')[0]}") != link for link in links),
+        "cgroup is /": status["cgroup"] == "/",
+        "capabilities": "all of the bounding set" if status["CapEff"] == status["CapBnd"] else "fewer",
+        "seccomp mode": status["Seccomp"],
+        "no_new_privs": status["NoNewPrivs"],
+    }
+
+
+seen = {
+    "labkit.container": read_probe(attach("sh", "-c", PROBE)),
+    "unshare(1)": read_probe(subprocess.run([*ENGINE, f"--root={rootfs}", "sh", "-c", PROBE],
+                                            capture_output=True, text=True, check=True).stdout),
+}
+table(("", *seen), [(fact, *(str(facts[fact]) for facts in seen.values())) for fact in seen["unshare(1)"]])
+
+# %% [markdown]
+# Seven new namespaces out of the seven types compared, a cgroup namespace
+# rooted at the container's cgroup, every capability of its user namespace,
+# no seccomp filter (mode 0) and no_new_privs off: unshare(1), like labkit,
+# adds namespaces and nothing else. capsh(1) says the same of the engine's
+# root in words, run in the same namespaces without the chroot, since the
+# busybox tree has no capsh:
+
+# %%
+capsh = subprocess.run([*ENGINE, "capsh", "--print"], capture_output=True, text=True, check=True).stdout
+print(*[line for line in capsh.splitlines() if line.startswith(("Current:", "Ambient", "Securebits"))], sep="\n")
+
+# %% [markdown]
+# `=ep`: every capability, effective and permitted. In the engines of the
+# other columns the same probe reads differently: systemd-nspawn and Docker
+# leave out `CAP_SYS_ADMIN` and others (`CapEff` below `CapBnd` of the host),
+# and run the command under a seccomp filter, `Seccomp: 2`; Docker sets
+# no_new_privs with `--security-opt no-new-privileges`. Those are the layers
+# that make the mount of this section fail there.
 
 # %% [markdown]
 # ## 7. The end of a container
