@@ -12,6 +12,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 JUPYTER_IP ?= 127.0.0.1
 JUPYTER_PORT ?= 8888
+JUPYTER_ARGS ?=
 PYTEST_ARGS ?=
 # Where `make setup` puts the `labkit` and `grader` commands: a folder on the
 # student's PATH and in sudo's secure_path (Debian's is
@@ -50,7 +51,7 @@ lab: setup
 	@echo "==> starting JupyterLab on $(CURDIR) at http://$(JUPYTER_IP):$(JUPYTER_PORT)/lab/tree/lessons (Ctrl-C to stop)"
 	@$(VENV)/bin/jupyter lab --no-browser --ip=$(JUPYTER_IP) --port=$(JUPYTER_PORT) \
 		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/lessons \
-		$$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+		$$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(JUPYTER_ARGS)
 
 setup: os-packages venv kernel commands
 
