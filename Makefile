@@ -12,37 +12,54 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 JUPYTER_IP ?= 127.0.0.1
 JUPYTER_PORT ?= 8888
+JUPYTER_ARGS ?=
 PYTEST_ARGS ?=
+# Where `make setup` puts the `labkit` and `grader` commands: a folder on the
+# student's PATH and in sudo's secure_path (Debian's is
+# /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin), so that
+# `sudo grader check uts` works exactly as the lessons print it.
+BINDIR ?= /usr/local/bin
+COMMANDS := labkit grader
 
 # What the lessons, the grader and the tests call: ip, nsenter/unshare/lsns,
 # busybox for small root file systems, tini and dumb-init (real inits the
 # pid1 exercise must accept), graphviz for the pictures, tmux for the
-# two-shell demos, gcc for the C solutions and the benchmark.
+# two-shell demos, gcc for the C solutions and the benchmark, sudo for the
+# commands as the kit prints them (`sudo grader check uts`; a machine set up
+# for root only has no sudo).
 OS_PACKAGES := python3 python3-venv iproute2 util-linux procps psmisc iputils-ping \
 	hostname busybox-static graphviz tini dumb-init tmux gcc libc6-dev make strace \
-	libcap2-bin
+	libcap2-bin sudo
+# Only for `make test`: the browser test drives JupyterLab in Debian's
+# chromium through its chromedriver (nothing is downloaded at run time).
+TEST_PACKAGES := chromium chromium-driver
 
-.PHONY: help lab setup os-packages venv kernel test vm-test lint bench clean
+.PHONY: help lab setup os-packages test-packages venv kernel commands test vm-test lint bench clean
 
 help:
-	@echo "make lab     install everything (needs root) and start JupyterLab on lessons/"
+	@echo "make lab     install everything (needs root) and start JupyterLab on this folder"
 	@echo "make test    install everything (needs root) and run the whole test suite"
 	@echo "make vm-test vagrant up of a fresh clone in a local VM, check the lab in it, destroy (~20 min)"
 	@echo "make bench   time namespace operations (labkit vs Python vs unshare(1) vs C)"
 	@echo "make lint    ruff"
-	@echo "make clean   remove the virtualenv"
+	@echo "make clean   remove the virtualenv and the labkit and grader commands of $(BINDIR)"
 
+# JupyterLab is rooted at this folder, so that the lessons, the exercises'
+# solution files (in its editor) and a terminal (for `sudo grader check uts`)
+# are all in the browser; it opens on lessons/.
 lab: setup
-	@echo "==> starting JupyterLab on lessons/ at http://$(JUPYTER_IP):$(JUPYTER_PORT) (Ctrl-C to stop)"
+	@echo "==> starting JupyterLab on $(CURDIR) at http://$(JUPYTER_IP):$(JUPYTER_PORT)/lab/tree/lessons (Ctrl-C to stop)"
 	@$(VENV)/bin/jupyter lab --no-browser --ip=$(JUPYTER_IP) --port=$(JUPYTER_PORT) \
-		--ServerApp.root_dir=lessons $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/lessons \
+		$$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(JUPYTER_ARGS)
 
-setup: os-packages venv kernel
+setup: os-packages venv kernel commands
 
-os-packages:
-	@missing=$$(for p in $(OS_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
+# install_missing LIST: apt-get install the Debian packages of LIST that are not installed.
+define install_missing
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
 		| grep -q 'ok installed' || echo $$p; done | xargs); \
-	if [ -z "$$missing" ]; then echo "==> OS packages: all present"; exit 0; fi; \
+	if [ -z "$$missing" ]; then echo "==> OS packages: all present ($(2))"; exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then \
 		echo "make: installing OS packages ($$missing) needs root: apt-get writes to /var and /usr."; \
 		echo "      Run 'sudo make $(MAKECMDGOALS)'. (The lab itself needs root too: creating most"; \
@@ -51,6 +68,13 @@ os-packages:
 	echo "==> apt-get install $$missing"; \
 	export DEBIAN_FRONTEND=noninteractive; \
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+endef
+
+os-packages:
+	$(call install_missing,$(OS_PACKAGES),the lab)
+
+test-packages:
+	$(call install_missing,$(TEST_PACKAGES),the browser test)
 
 venv: $(VENV)/.installed
 
@@ -69,7 +93,27 @@ $(VENV)/share/jupyter/kernels/nslab/kernel.json: $(VENV)/.installed
 	@echo "==> registering the Jupyter kernel 'nslab'"
 	@$(PY) -m ipykernel install --sys-prefix --name nslab --display-name "nslab (labkit)" >/dev/null
 
-test: setup
+# $(BINDIR)/labkit and $(BINDIR)/grader: symbolic links to this checkout's
+# .venv/bin, so that `ls -l $(BINDIR)/grader` says which checkout they run.
+# With several checkouts on one machine, the last one whose `make setup`
+# (or make lab, make test) ran as root wins: it takes the links over and
+# says so.  As a normal user this step only tells what to do.
+commands: venv
+	@for c in $(COMMANDS); do \
+		link=$(BINDIR)/$$c; target="$(CURDIR)/$(VENV)/bin/$$c"; \
+		if [ "$$(readlink "$$link")" = "$$target" ]; then continue; fi; \
+		if [ -e "$$link" ] && [ ! -L "$$link" ]; then \
+			echo "make: $$link exists and is not a link made by nslab's make setup; remove it,"; \
+			echo "      or choose another folder on your PATH: make setup BINDIR=FOLDER"; exit 2; fi; \
+		if [ "$$(id -u)" != 0 ] && [ ! -w $(BINDIR) ]; then \
+			echo "==> $$link is not this checkout's: 'sudo make setup' makes it (until then: $$target)"; \
+			continue; fi; \
+		if [ -L "$$link" ]; then echo "==> $$link: was $$(readlink "$$link"), now this checkout's"; \
+		else echo "==> $$link -> $$target"; fi; \
+		ln -sfn "$$target" "$$link" || exit 2; \
+	done
+
+test: setup test-packages
 	@if [ "$$(id -u)" != 0 ]; then \
 		echo "make test: the suite needs root: it creates every namespace type, mounts file"; \
 		echo "           systems in them and runs some tests as another user. Run 'sudo make test'."; \
@@ -92,5 +136,9 @@ bench: setup
 	@echo "==> bench/grade_class.py (a class of 20 students, every exercise; a few minutes)"
 	@$(PY) bench/grade_class.py -n 20
 
+# Removes the commands only if they are this checkout's (another one may have taken them over).
 clean:
+	@for c in $(COMMANDS); do \
+		if [ "$$(readlink $(BINDIR)/$$c)" = "$(CURDIR)/$(VENV)/bin/$$c" ]; then \
+			echo "rm $(BINDIR)/$$c"; rm -f $(BINDIR)/$$c; fi; done
 	rm -rf $(VENV)

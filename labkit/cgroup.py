@@ -175,8 +175,16 @@ def memberships(pid: int | str = "self") -> list[Membership]:
 
 
 def path_of(pid: int | str = "self", controller: str = "") -> str:
-    """The cgroup path of PID in CONTROLLER's hierarchy ("" for the v2 hierarchy)."""
-    for m in memberships(pid):
+    """The cgroup path of PID in CONTROLLER's hierarchy ("" for the v2 hierarchy).
+
+    A controller bound to no v1 hierarchy (every controller, on a v2-only
+    machine such as Debian 12) is in the v2 hierarchy: its line has ID 0.
+    """
+    found = memberships(pid)
+    if controller and not any(controller in m.controllers for m in found) \
+            and controller in layout().v2_controllers():
+        controller = ""
+    for m in found:
         if (controller and controller in m.controllers) or (not controller and m.hierarchy == 0):
             return m.path
     raise CgroupError(errno.ENOENT, f"read /proc/{pid}/cgroup",

@@ -6,22 +6,22 @@ veth, an IPC object, a cgroup, a changed hostname) fails the test.  The test
 runner is a child subreaper, so a double-forked daemon is caught too.
 
 Rootless tests run labkit as an unprivileged user through setpriv(1), from a
-world-readable copy of the code (the checkout may live under /root).
+copy of the kit and its virtualenv that every user can read (tests/kitcopy.py):
+the checkout may be in a 0700 home folder, or under /root.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import leaks  # noqa: E402
+from kitcopy import ReadableKit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_UID = int(os.environ.get("NSLAB_TEST_UID", "65534"))
@@ -46,14 +46,15 @@ def nothing_left_behind():
 
 
 class Unprivileged:
-    """Run commands as an unprivileged user (TEST_UID) with labkit importable."""
+    """Run commands as an unprivileged user (TEST_UID) with the readable KIT's labkit and python."""
 
-    def __init__(self, code_dir: Path, python: str) -> None:
-        self.code_dir, self.python = code_dir, python
+    def __init__(self, kit: ReadableKit) -> None:
+        self.kit = kit
+        self.code_dir, self.python = kit.root, kit.python
         self.uid, self.gid = TEST_UID, TEST_GID
 
     def run(self, argv: list[str], timeout: float = 60, **kw) -> subprocess.CompletedProcess:
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(self.code_dir),
+        env = {"PATH": f"{self.kit.bin}:/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(self.code_dir),
                "HOME": "/tmp", "LANG": "C.UTF-8"}
         return subprocess.run(
             ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups",
@@ -68,18 +69,19 @@ class Unprivileged:
 
 
 @pytest.fixture(scope="session")
-def unprivileged(tmp_path_factory) -> Unprivileged:
-    """labkit as user 65534: a world-readable copy of the code and a readable python."""
-    code = Path(tempfile.mkdtemp(prefix="nslab-code-"))
-    for package in ("labkit", "grader"):
-        if (ROOT / package).is_dir():
-            shutil.copytree(ROOT / package, code / package,
-                            ignore=shutil.ignore_patterns("__pycache__"))
-    for path in [code, *code.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    python = sys.executable
-    probe = Unprivileged(code, python).run([python, "-c", "pass"])
+def readable_kit() -> ReadableKit:
+    """The kit and its virtualenv in a folder of /tmp that every user can read; removed at the end."""
+    kit = ReadableKit()
+    yield kit
+    kit.remove()
+
+
+@pytest.fixture(scope="session")
+def unprivileged(readable_kit) -> Unprivileged:
+    """labkit as user 65534, from the readable copy of the kit; fails if that user cannot run it."""
+    who = Unprivileged(readable_kit)
+    probe = who.python_code("import labkit, grader, pyroute2, pexpect, rich, nbval, ipykernel")
     if probe.returncode != 0:
-        python = "/usr/bin/python3"  # the venv's interpreter is not readable by others
-    yield Unprivileged(code, python)
-    shutil.rmtree(code)
+        pytest.fail(f"uid {who.uid} cannot run the readable copy of the kit in {readable_kit.root}: "
+                    f"{probe.stderr.strip()[-500:]}", pytrace=False)
+    return who

@@ -44,8 +44,11 @@ def test_uptime_inside_exceeds_outside_by_the_offset():
     offsets = {"monotonic": 1000, "boottime": 1000}
     before = timens.uptime()
     labkit_inside = uptime_of(output_of(["cat", "/proc/uptime"], "time", time_offsets=offsets))
-    unshare_inside = uptime_of(output_of(["unshare", "--time", "--monotonic", "1000", "--boottime",
-                                          "1000", "cat", "/proc/uptime"]))
+    # --fork: cat must be a child of the unsharer.  Without it, cat is exec'ed
+    # in the unsharer itself, which enters the new namespace at execve on
+    # Linux 6.2 and later only (the lab VM's 6.1 would show the host's uptime).
+    unshare_inside = uptime_of(output_of(["unshare", "--time", "--fork", "--monotonic", "1000",
+                                          "--boottime", "1000", "cat", "/proc/uptime"]))
     after = timens.uptime()
     assert before <= shifted_back(labkit_inside, 1000) <= after
     assert before <= shifted_back(unshare_inside, 1000) <= after  # util-linux agrees

@@ -22,8 +22,11 @@
 # *Root or not:* this lesson runs as root (as in the lab VM) and as a normal
 # user, with the same output. Where a step needs privilege, labkit and the
 # lab's shells add a user namespace in which you are root (section 6 shows
-# why that works). The stored outputs come from the lab VM, whose hostname is
-# `vm`; numbers that differ on every run (inodes, PIDs) will differ for you.
+# why that works). The stored outputs were recorded on a development machine
+# (Linux 6.18, cgroup v1 and v2 mounted side by side), in a UTS namespace whose
+# hostname is `vm`; `make vm-test` checks that the lab VM (Debian 12, Linux
+# 6.1, cgroup v2 only) shows the same. Numbers that differ on every run
+# (inodes, PIDs) will differ for you.
 
 # %%
 import os

@@ -21,7 +21,8 @@
 # *Root or not:* this lesson runs as root and as a normal user, with the same
 # output. As a normal user the shells below start in a user namespace in which
 # you are root (see lesson 01, section 6, and `lessons/lab.py`). The stored
-# outputs come from the lab VM, whose hostname is `vm`.
+# outputs were recorded in a UTS namespace whose hostname is `vm` (lesson 01
+# says where).
 #
 # The functions of this lesson are in `labkit/uts.py`: read it beside
 # uts_namespaces(7) and sethostname(2).

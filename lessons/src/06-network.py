@@ -89,7 +89,7 @@ sh("ping -c 1 -W 1 127.0.0.1 > /dev/null && echo 'lo answers'")
 sh("ip netns add red")
 sh("ip netns add blue")
 sh("ip netns list")
-sh("findmnt --list --noheadings --output TARGET,SOURCE --submounts --mountpoint /run | grep netns/ | sort")
+sh("findmnt --raw --noheadings --output TARGET,SOURCE --submounts --mountpoint /run | grep netns/ | sort")
 
 # %% [markdown]
 # `ip -n NAME ...` (short for `ip netns exec NAME ip ...`) runs ip in the

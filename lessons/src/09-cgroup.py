@@ -24,9 +24,11 @@
 #
 # *Machines differ.* Cgroups come in two versions: v1 has a hierarchy per
 # controller (`/sys/fs/cgroup/pids`, `/sys/fs/cgroup/memory`, ...), v2 one tree
-# for all of them; the lab VM mounts both ("hybrid"). `labkit/cgroup.py` finds
-# the layout and hides the difference, so this lesson prints nothing that
-# depends on it. Read it beside cgroups(7) and cgroup_namespaces(7).
+# for all of them. The lab VM (Debian 12, systemd) mounts v2 only, at
+# `/sys/fs/cgroup`; some machines mount both ("hybrid": the controllers in v1,
+# an empty v2 tree at `/sys/fs/cgroup/unified`). `labkit/cgroup.py` finds the
+# layout and hides the difference, so this lesson prints nothing that depends
+# on it. Read it beside cgroups(7) and cgroup_namespaces(7).
 
 # %%
 import errno

@@ -154,7 +154,7 @@ print(attach("ps", "-o", "pid,user,comm"))
 
 # %%
 print("hostname:", attach("hostname"))
-print("id:", attach("id"))
+print("uid, gid:", attach("id", "-u"), attach("id", "-g"))  # not `id`: its groups= part shows the caller's supplementary groups
 print("/ holds:", attach("ls", "/").split())
 print("network devices:", attach("sh", "-c", "ip -o link | cut -d' ' -f2,3"))
 print("cgroup paths in /proc/self/cgroup:", set(attach("cut", "-d:", "-f3", "/proc/self/cgroup").split()))

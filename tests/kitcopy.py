@@ -1,0 +1,114 @@
+"""A copy of the kit and its virtualenv that any user can read.
+
+The rootless tests run labkit, the lessons and the commands as another user
+(uid 65534).  That user must be able to read what it runs, and a checkout
+need not be readable: Debian makes home folders with mode 0700, so
+`git clone ... ~/nslab` puts the kit and its .venv where only their owner
+(and root) can go.  So the test session makes this copy in a fresh folder
+of /tmp, mode 0755, and removes it at the end.
+
+The virtualenv is copied file by file as hard links where it can be (the
+same file system: instant, no space), as copies elsewhere or where a file
+is not readable by others.  A virtualenv names its own folder in a few
+places, which are rewritten in the copy, never in place (a hard link shares
+the original's content): the scripts' #! lines, the .pth file of the
+editable install, and the Jupyter kernel's kernel.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# What a user runs of the kit: the code, the lessons, the starters, the references.
+PARTS = ("labkit", "grader", "lessons", "exercises", "solutions", "bench", "pyproject.toml")
+JUNK = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.pyc", "out", "*.bin")
+
+
+class ReadableKit:
+    """ROOT's PARTS and its virtualenv, copied to a folder every user can read."""
+
+    def __init__(self, venv: Path | None = None) -> None:
+        self.venv_from = Path(venv or sys.prefix)
+        self.root = Path(tempfile.mkdtemp(prefix="nslab-kit-"))
+        self.root.chmod(0o755)
+        self.venv = self.root / ".venv"
+        self.python = str(self.venv / "bin" / "python")
+        self.bin = self.venv / "bin"
+        try:
+            self._copy_parts()
+            self._copy_venv()
+            self._point_venv_here()
+        except BaseException:
+            self.remove()
+            raise
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _copy_parts(self) -> None:
+        for part in PARTS:
+            src = ROOT / part
+            if src.is_dir():
+                shutil.copytree(src, self.root / part, ignore=JUNK, symlinks=True)
+            elif src.exists():
+                shutil.copy2(src, self.root / part)
+        for path in [self.root, *self.root.rglob("*")]:
+            if path.is_symlink():
+                continue
+            mode = path.stat().st_mode
+            path.chmod(0o755 if path.is_dir() or mode & stat.S_IXUSR else 0o644)
+
+    def _copy_venv(self) -> None:
+        same_fs = self.venv_from.stat().st_dev == self.root.stat().st_dev
+        for here, dirs, files in os.walk(self.venv_from):
+            here = Path(here)
+            target = self.venv / here.relative_to(self.venv_from)
+            target.mkdir(exist_ok=True)
+            target.chmod(0o755)
+            links = [d for d in dirs if (here / d).is_symlink()]  # lib64 -> lib
+            dirs[:] = [d for d in dirs if d not in links and d != "__pycache__"]
+            for name in files + links:
+                self._copy_file(here / name, target / name, same_fs)
+
+    def _copy_file(self, src: Path, dst: Path, same_fs: bool) -> None:
+        if src.is_symlink():
+            os.symlink(os.readlink(src), dst)  # bin/python -> /usr/bin/python3: readable as is
+            return
+        mode = src.stat().st_mode
+        if same_fs and mode & stat.S_IROTH:
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+            dst.chmod(0o755 if mode & stat.S_IXUSR else 0o644)
+
+    def _point_venv_here(self) -> None:
+        old, new = os.fsencode(self.venv_from), os.fsencode(self.venv)
+        for script in self.bin.iterdir():
+            if script.is_file() and not script.is_symlink() and script.stat().st_size < 65536:
+                content = script.read_bytes()
+                if content.startswith(b"#!"):
+                    self._rewrite(script, content.replace(old, new))
+        for pth in self.venv.glob("lib/python*/site-packages/*.pth"):
+            self._rewrite(pth, pth.read_bytes().replace(os.fsencode(ROOT), os.fsencode(self.root)))
+        for spec in self.venv.glob("share/jupyter/kernels/*/kernel.json"):
+            data = json.loads(spec.read_text())
+            data["argv"] = [os.fsdecode(os.fsencode(a).replace(old, new)) for a in data["argv"]]
+            self._rewrite(spec, json.dumps(data, indent=1).encode())
+
+    @staticmethod
+    def _rewrite(path: Path, content: bytes) -> None:
+        """Put CONTENT in PATH as a new file: PATH may be a hard link to the original."""
+        if content == path.read_bytes():
+            return
+        mode = path.stat().st_mode & 0o777 | 0o444
+        fresh = path.with_name(path.name + ".new")
+        fresh.write_bytes(content)
+        fresh.chmod(mode)
+        os.replace(fresh, path)
