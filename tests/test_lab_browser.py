@@ -83,7 +83,11 @@ class Lab:
             ["unshare", "--mount", "--uts", "--", "bash", "-c", script, "lab", *make],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
-        self._wait_until_up()
+        try:
+            self._wait_until_up()
+        except BaseException:
+            self.stop()
+            raise
 
     def api(self, path: str, method: str = "GET") -> dict | list:
         request = urllib.request.Request(f"{self.url}{path}", method=method,
@@ -125,12 +129,14 @@ class Lab:
 def lab():
     home = Path(tempfile.mkdtemp(prefix="nslab-lab-"))
     hostname = f"lab-{secrets.token_hex(4)}"
-    server = Lab(home, hostname)
-    server.hostname = hostname
     try:
-        yield server
+        server = Lab(home, hostname)
+        server.hostname = hostname
+        try:
+            yield server
+        finally:
+            server.stop()
     finally:
-        server.stop()
         shutil.rmtree(home, ignore_errors=True)
 
 
