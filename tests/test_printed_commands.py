@@ -41,10 +41,12 @@ TYPED = ("sudo ", "grader ", "labkit ")  # what a bare ``` block of a lesson hol
 
 # Printed commands that a test elsewhere runs the way a person does.
 ELSEWHERE = {
-    r"^sudo make (lab|test)\b": "make lab: tests/test_lab_browser.py; make test is this suite",
+    r"^sudo make (lab|test|setup)\b": "make lab: tests/test_lab_browser.py; make test, which runs "
+                                      "make setup, is this suite",
     r"^make lab\b": "tests/test_lab_browser.py serves JupyterLab as make lab does",
     r"^vagrant |cd /nslab": "tests/vm (make vm-test) runs vagrant up and the lab in the VM",
-    r"^sudo \.venv/bin/python lessons/build\.py": "tests/test_lessons.py runs lessons/build.py's check",
+    r"^sudo \.venv/bin/python lessons/build\.py": "tests/test_lessons.py runs lessons/build.py --check, "
+                                                 "as root and (from the readable kit) --as-user",
     r"^sudo labkit demo ": "tests/test_demo.py plays the demos in tmux",
     r"^sudo make vm-test": "tests/vm",
     r"^sudo make bench": "tests/test_bench.py",
@@ -330,3 +332,38 @@ def test_labkit_run_prints_the_hostname_it_gives_as_root_and_as_the_student(mach
     for as_student in (False, True):
         result = run_printed(command, machine, as_student=as_student)
         assert result.stdout == "box\n", report(command, result)
+
+
+# The grader's hints -----------------------------------------------------------------
+
+BREAKAGES = {
+    # what a student gets wrong: (how to break the file, where the hint's command is typed)
+    "not executable": (lambda f: f.chmod(0o644), "."),
+    "Windows line endings": (lambda f: f.write_bytes(f.read_bytes().replace(b"\n", b"\r\n")), "uts"),
+}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("mistake", BREAKAGES)
+def test_the_command_a_grader_hint_prints_fixes_what_it_names(mistake, tmp_path):
+    # The hint's command, typed as printed in the workspace folder (or the
+    # exercise's), turns a broken copy of the reference solution into full marks.
+    breaks, typed_in = BREAKAGES[mistake]
+    workspace = tmp_path / "workspace"
+    (workspace / "uts").mkdir(parents=True)
+    solution = workspace / "uts" / "solution"
+    shutil.copy2(ROOT / "solutions" / "uts" / "solution", solution)
+    breaks(solution)
+
+    def grade() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "grader", "check", "uts", "--student", str(workspace)],
+                              capture_output=True, text=True, timeout=240)
+
+    before = grade()
+    hint = re.search(r"hint:\s+(?:[a-z ]+: )?(chmod \S+ \S+|sed -i '[^']*' \S+)", before.stdout)
+    assert before.returncode == 1 and hint, before.stdout + before.stderr
+    typed = subprocess.run(["bash", "-c", hint.group(1)], cwd=workspace / typed_in, capture_output=True,
+                           text=True, timeout=30)
+    assert typed.returncode == 0, typed.stderr
+    after = grade()
+    assert after.returncode == 0 and re.search(r"^uts: (\d+)/\1$", after.stdout, re.M), after.stdout
