@@ -130,7 +130,6 @@ def release(run: Session) -> None:
     run.wait()
 
 
-<<<<<<< HEAD
 # The checks -------------------------------------------------------------------------
 
 @exercise.check(1, "runs COMMAND")
