@@ -42,11 +42,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import time
-
-from labkit import procfs
 
 from .. import observe, pause
 from ..engine import Exercise, Trial
@@ -54,7 +51,7 @@ from ..exits import drawn_exit, expect_status_of
 from ..feedback import Fail, Timeout
 from ..hooks import as_pid1
 from ..inits import FORWARDED, ZOMBIE_LIMIT, forward_and_collect, trapping_command, watch_zombies
-from ..session import START, Session, signal_name
+from ..session import START, Session
 from ..status import exit_code_check, signal_status_check
 
 exercise = Exercise("pid1", "an init that reaps")
@@ -189,7 +186,8 @@ def command_is_child(trial: Trial) -> None:
 @exercise.check(3, "reaps every child, orphans too: no zombie lives more than 1 s",
                 needs=[runs_command])
 def reaps_orphans(trial: Trial) -> None:
-    """"reap every process that ends up as its child, including orphans reparented to it, so that no zombie lives for more than one second;"
+    """"reap every process that ends up as its child, including orphans reparented to it,
+    so that no zombie lives for more than one second;"
 
     COMMAND leaves orphans ((sleep T &)) in two batches, the first ending
     while the grader holds the solution stopped (their SIGCHLDs arrive as
