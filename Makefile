@@ -119,7 +119,7 @@ test: setup test-packages
 		echo "           systems in them and runs some tests as another user. Run 'sudo make test'."; \
 		exit 2; fi
 	@echo "==> ruff"
-	@$(VENV)/bin/ruff check labkit grader tests bench lessons/lab.py lessons/build.py
+	@$(VENV)/bin/ruff check labkit grader tests bench lessons/lab.py lessons/build.py lessons/kitcopy.py
 	@echo "==> pytest (the whole suite; every test runs in namespaces of its own)"
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -128,7 +128,7 @@ vm-test:
 	@tests/vm/run-vm-test
 
 lint: venv
-	@$(VENV)/bin/ruff check labkit grader tests bench lessons/lab.py lessons/build.py
+	@$(VENV)/bin/ruff check labkit grader tests bench lessons/lab.py lessons/build.py lessons/kitcopy.py
 
 bench: setup
 	@echo "==> bench/ns_ops.py"

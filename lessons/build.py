@@ -250,6 +250,31 @@ def check(names: list[str], uid: int | None = None, gid: int | None = None,
         return run_in_lab(argv, home, uid, gid, timeout)
 
 
+def kitcopy():
+    """lessons/kitcopy.py, the module that makes a copy of the kit any user can read."""
+    if str(LESSONS) not in sys.path:
+        sys.path.insert(1, str(LESSONS))
+    import kitcopy
+
+    return kitcopy
+
+
+def check_from_readable_copy(argv: list[str]) -> int:
+    """Run this command again from a copy of the kit and its venv that any user can read.
+
+    The unprivileged user must read what it runs, and a checkout need not be
+    readable: Debian makes home folders with mode 0700.  (lessons/kitcopy.py
+    says how the copy is made; it is removed at the end.)
+    """
+    kit = kitcopy().ReadableKit()
+    try:
+        print(f"build.py: other users cannot read {LESSONS.parent} or {sys.prefix} (a 0700 home "
+              f"folder?): checking a readable copy of the kit in {kit.root}", flush=True)
+        return subprocess.call([kit.python, str(kit.root / "lessons" / "build.py"), *argv])
+    finally:
+        kit.remove()
+
+
 # The command line ----------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
                 result = check(names)
                 print(result.stdout + result.stderr, end="")
                 return result.returncode
+            if not kitcopy().readable_by_all(LESSONS.parent) or not kitcopy().readable_by_all(sys.prefix):
+                return check_from_readable_copy(argv if argv is not None else sys.argv[1:])
             groups: dict = {}  # lessons with a uid of their own run apart, as that uid
             for n in names:
                 if read_source(n)[0]["rootless"]:

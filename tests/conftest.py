@@ -6,7 +6,8 @@ veth, an IPC object, a cgroup, a changed hostname) fails the test.  The test
 runner is a child subreaper, so a double-forked daemon is caught too.
 
 Rootless tests run labkit as an unprivileged user through setpriv(1), from a
-copy of the kit and its virtualenv that every user can read (tests/kitcopy.py):
+copy of the kit and its virtualenv that every user can read (lessons/kitcopy.py,
+which lessons/build.py uses too):
 the checkout may be in a 0700 home folder, or under /root.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "lessons"))
 import leaks  # noqa: E402
 from kitcopy import ReadableKit  # noqa: E402
 

@@ -84,6 +84,24 @@ def test_rootless_notebook_shows_the_same_to_an_unprivileged_user(name, unprivil
     assert re.search(rf"\b{len(code_cells(name))} passed\b", result.stdout), nbval_report(result)
 
 
+def test_the_printed_rootless_check_works_from_a_checkout_in_a_0700_home_folder(tmp_path):
+    # lessons/README.md prints `sudo .venv/bin/python lessons/build.py --check --as-user 65534`.
+    # Typed in a clone under a 0700 home folder, uid 65534 can read neither the kit
+    # nor its .venv: build.py must check a readable copy instead.  The checkout is
+    # bound into such a folder in a mount namespace of the test's own.
+    home = tmp_path / "home"
+    (home / "nslab").mkdir(parents=True)
+    home.chmod(0o700)
+    printed = "sudo .venv/bin/python lessons/build.py --check --as-user 65534 02-uts"
+    result = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         f'mount --bind "$0" "$1" && cd "$1" && {printed}', str(ROOT), str(home / "nslab")],
+        capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, nbval_report(result)
+    assert "checking a readable copy of the kit" in result.stdout, nbval_report(result)
+    assert re.search(rf"\b{len(code_cells('02-uts'))} passed\b", result.stdout), nbval_report(result)
+
+
 # The notebooks as stored ------------------------------------------------------------
 
 @pytest.mark.parametrize("name", NAMES)

@@ -1,11 +1,13 @@
 """A copy of the kit and its virtualenv that any user can read.
 
-The rootless tests run labkit, the lessons and the commands as another user
-(uid 65534).  That user must be able to read what it runs, and a checkout
+The rootless tests, and `lessons/build.py --check --as-user UID`, run
+labkit, the lessons and the commands as another user (uid 65534, or a
+lesson's own).  That user must be able to read what it runs, and a checkout
 need not be readable: Debian makes home folders with mode 0700, so
 `git clone ... ~/nslab` puts the kit and its .venv where only their owner
-(and root) can go.  So the test session makes this copy in a fresh folder
-of /tmp, mode 0755, and removes it at the end.
+(and root) can go.  So the test session (and build.py, when UID cannot
+read the checkout) makes this copy in a fresh folder of /tmp, mode 0755, and
+removes it at the end.
 
 The virtualenv is copied file by file as hard links where it can be (the
 same file system: instant, no space), as copies elsewhere or where a file
@@ -28,6 +30,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # What a user runs of the kit: the code, the lessons, the starters, the references.
 PARTS = ("labkit", "grader", "lessons", "exercises", "solutions", "bench", "pyproject.toml")
+
+
+def readable_by_all(path: Path) -> bool:
+    """Whether any user can reach PATH (x on every folder above it) and read it."""
+    path = Path(path).resolve()
+    if not os.stat(path).st_mode & stat.S_IROTH:
+        return False
+    return all(os.stat(p).st_mode & stat.S_IXOTH for p in [path, *path.parents] if p.is_dir())
 JUNK = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.pyc", "out", "*.bin")
 
 
@@ -83,10 +93,13 @@ class ReadableKit:
             return
         mode = src.stat().st_mode
         if same_fs and mode & stat.S_IROTH:
-            os.link(src, dst)
-        else:
-            shutil.copy2(src, dst)
-            dst.chmod(0o755 if mode & stat.S_IXUSR else 0o644)
+            try:
+                os.link(src, dst)
+                return
+            except OSError:  # EXDEV: one device, two mounts (a bind mount); EPERM: protected_hardlinks
+                pass
+        shutil.copy2(src, dst)
+        dst.chmod(0o755 if mode & stat.S_IXUSR else 0o644)
 
     def _point_venv_here(self) -> None:
         old, new = os.fsencode(self.venv_from), os.fsencode(self.venv)
