@@ -155,7 +155,7 @@ class Machine:
     """What the namespaces of a run are given: /usr/local/bin, placeholders, the kit."""
     root_bin: Path      # /usr/local/bin for root: `make commands` links to this checkout
     student_bin: Path   # /usr/local/bin for the student: links into the readable kit
-    kit: object         # the readable kit (tests/kitcopy.py)
+    kit: object         # the readable kit (lessons/kitcopy.py)
     uid: int
     workspace: Path     # DIR of `grader check --student DIR`: uts solved
     klass: Path         # DIR of `grader check --class DIR`: two students
@@ -328,7 +328,7 @@ def test_printed_command_works_as_the_student(command, machine):
 
 
 def test_labkit_run_prints_the_hostname_it_gives_as_root_and_as_the_student(machine):
-    command = next(c for c in STUDENT if c.text == "labkit run -u --hostname box -- hostname")
+    command = next(c for c in STUDENT if c.text == "labkit run -u --hostname box hostname")
     for as_student in (False, True):
         result = run_printed(command, machine, as_student=as_student)
         assert result.stdout == "box\n", report(command, result)

@@ -455,7 +455,8 @@ print(as_learner(run, lambda: user.read_map("self", "gid_map"), namespaces="user
 # Hints: unshare(2) with `CLONE_NEWUSER` in a child; the maps must be written
 # before the child runs COMMAND (section 5), and for gid_map the order of
 # section 3 matters. Try it by hand as a normal user
-# (`setpriv --reuid=65534 --regid=65534 --clear-groups exercises/userns/solution id`),
+# (`sudo setpriv --reuid=2000 --regid=2000 --clear-groups exercises/userns/solution id`,
+# as this lesson's unprivileged user),
 # then let the grader check every sentence of the contract. It runs your
 # solution as a user that it draws at random (a uid and gid that no account
 # has), and reads COMMAND's maps, ids and capabilities from outside:

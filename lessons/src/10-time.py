@@ -302,7 +302,8 @@ shift({"monotonic": 90 * 60})
 # > `solution` is COMMAND's.
 #
 # Hints: the order is unshare(2) with `CLONE_NEWTIME`, write
-# `/proc/self/timens_offsets` (both clocks, one write), then fork(2): the child
+# `/proc/self/timens_offsets` (a line for each clock, in one write or two, but
+# before any process has entered the namespace), then fork(2): the child
 # runs COMMAND, and the parent waits and exits with its status (section 3 says
 # why a fork is needed). Try it by hand (`sudo exercises/timens/solution 86400
 # cat /proc/uptime`), then let the grader check it:
