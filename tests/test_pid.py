@@ -317,7 +317,7 @@ def test_init_without_command_prints_usage():
 
 @pytest.mark.rootless
 def test_rootless_pid_1_and_fresh_proc(unprivileged):
-    out = unprivileged.labkit("run", "-p", "--mount-proc", "--", "sh", "-c",
+    out = unprivileged.labkit("run", "-fp", "--mount-proc", "--", "sh", "-c",
                               'echo "$$ $PPID"; ps -e -o pid=')
     assert out.returncode == 0, out.stderr
     lines = out.stdout.split("\n")
@@ -338,6 +338,6 @@ def test_rootless_nesting(unprivileged):
 @pytest.mark.rootless
 @pytest.mark.parametrize(("script", "status"), [("exit 3", 3), ("kill -TERM $$", 143)])
 def test_rootless_init_exits_with_the_status_of_command(unprivileged, script, status):
-    out = unprivileged.labkit("run", "-p", "--mount-proc", "--", unprivileged.python, "-m",
+    out = unprivileged.labkit("run", "-fp", "--mount-proc", "--", unprivileged.python, "-m",
                               "labkit.pid", "sh", "-c", script)
     assert out.returncode == status, out.stderr
