@@ -117,7 +117,7 @@ def test_impossible_offsets_are_refused(offsets, err):
 @pytest.mark.rootless
 def test_rootless_uptime_is_shifted(unprivileged):
     before = timens.uptime()
-    out = unprivileged.labkit("run", "-T", "--monotonic", "1000", "--boottime", "1000", "--",
+    out = unprivileged.labkit("run", "-fT", "--monotonic", "1000", "--boottime", "1000", "--",
                               "cat", "/proc/uptime")
     after = timens.uptime()
     assert out.returncode == 0, out.stderr
