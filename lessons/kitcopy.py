@@ -101,18 +101,38 @@ class ReadableKit:
         shutil.copy2(src, dst)
         dst.chmod(0o755 if mode & stat.S_IXUSR else 0o644)
 
+    def _made_at(self) -> Path:
+        """Where the virtualenv was made, as its pip's #! line names it.
+
+        Usually where we see it; not when the checkout is seen through a bind
+        mount (or was moved), and the copy must point away from both places.
+        """
+        first = (self.venv_from / "bin" / "pip").read_bytes().split(b"\n", 1)[0]
+        if first.startswith(b"#!") and first.strip().endswith((b"/bin/python", b"/bin/python3")):
+            return Path(os.fsdecode(first[2:].strip())).parent.parent
+        return self.venv_from
+
     def _point_venv_here(self) -> None:
-        old, new = os.fsencode(self.venv_from), os.fsencode(self.venv)
+        made_at = self._made_at()
+        venvs = {os.fsencode(v) for v in (self.venv_from, made_at)}
+        roots = {os.fsencode(r) for r in (ROOT, made_at.parent)}
+        new_venv, new_root = os.fsencode(self.venv), os.fsencode(self.root)
+
+        def moved(content: bytes, olds: set[bytes], new: bytes) -> bytes:
+            for old in sorted(olds, key=len, reverse=True):
+                content = content.replace(old, new)
+            return content
+
         for script in self.bin.iterdir():
             if script.is_file() and not script.is_symlink() and script.stat().st_size < 65536:
                 content = script.read_bytes()
                 if content.startswith(b"#!"):
-                    self._rewrite(script, content.replace(old, new))
+                    self._rewrite(script, moved(content, venvs, new_venv))
         for pth in self.venv.glob("lib/python*/site-packages/*.pth"):
-            self._rewrite(pth, pth.read_bytes().replace(os.fsencode(ROOT), os.fsencode(self.root)))
+            self._rewrite(pth, moved(pth.read_bytes(), roots, new_root))
         for spec in self.venv.glob("share/jupyter/kernels/*/kernel.json"):
             data = json.loads(spec.read_text())
-            data["argv"] = [os.fsdecode(os.fsencode(a).replace(old, new)) for a in data["argv"]]
+            data["argv"] = [os.fsdecode(moved(os.fsencode(a), venvs, new_venv)) for a in data["argv"]]
             self._rewrite(spec, json.dumps(data, indent=1).encode())
 
     @staticmethod
