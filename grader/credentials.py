@@ -38,6 +38,7 @@ from . import observe
 from .engine import Trial
 from .feedback import Fail
 from .hooks import as_user
+from .sandbox import IdMap
 from .session import START, Session
 
 NOBODY = 65534
@@ -113,16 +114,18 @@ def capability_names(mask: int, most: int = 6) -> str:
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def owner(pid: int, name: str) -> tuple[int, int] | None:
-    """Owner (uid, gid) of the file NAME in PID's working directory, as the machine sees it.
+def owner(pid: int, name: str, ids: IdMap) -> tuple[int | None, int | None] | None:
+    """Owner (uid, gid) of the file NAME in PID's working directory, as the sandbox sees it.
 
-    lstat(2), so that a symbolic link is judged itself, not what it points to.
+    lstat(2), so that a symbolic link is judged itself, not what it points to;
+    the machine's ids are translated by IDS, the sandbox's map (None: an id
+    the sandbox does not map).
     """
     try:
         st = os.lstat(f"/proc/{pid}/cwd/{name}")
     except OSError:
         return None
-    return st.st_uid, st.st_gid
+    return ids.inside(st.st_uid), ids.inside(st.st_gid)
 
 
 # Exercise userns's runs: the solution as a drawn user, COMMAND found from outside -----

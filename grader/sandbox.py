@@ -3,22 +3,25 @@
 Every run of a solution gets a sandbox of its own, built with labkit (the
 grader uses the lab's own library) and torn down completely afterwards::
 
-    grader                              sandbox: new uts, mnt, net, ipc, pid namespaces
-    ------                              -------
+    grader (root of the machine)        the sandbox
+    ------                              -----------
     cgroup with pids and memory limits
-    openpty()
-    spawn(init) ----------------------> PID 1, "init":
-                                          join the cgroup, then unshare(CLONE_NEWCGROUP)
-                                          setsid() + TIOCSCTTY: the pty is its terminal
-                                          fresh tmpfs on /tmp /run /var/tmp /dev/shm,
-                                          fresh sysfs and mqueue, /proc of the PID namespace
-                                          copy the exercise folder into /tmp/exercise
-                                          empty tmpfs over the grader, the workspaces,
-                                          /root and /home; / read-only
-                                          fork() -> the solution: default signals, empty
-                                                    signal mask, rlimits, the check's
-                                                    hook, descriptors 0-2 only,
-                                                    execve() in /tmp/scratch
+    openpty(); draw ids B..B+65535
+    spawn(init) --> before(), still the machine's root, in a mount namespace M0:
+                      join the cgroup; fresh tmpfs on /tmp /run /var/tmp /dev/shm,
+                      owned by uid B; copy the exercise folder into /tmp/exercise
+                      (owned by B); empty tmpfs over the grader, the workspaces,
+                      /root and /home; / read-only
+                    unshare(user, mnt, uts, net, ipc, pid, cgroup): the kernel
+                      makes the user namespace first and the others owned by it;
+                      the new mount namespace is a copy of M0, every mount LOCKED
+    write uid_map and gid_map "0 B 65536"
+                    fork: PID 1, "init": setresuid(0) (= B outside), hostname,
+                      fresh /proc, sysfs and mqueue of the new namespaces,
+                      setsid() + TIOCSCTTY: the pty is its terminal
+                      fork() -> the solution: default signals, empty signal mask,
+                                rlimits, the check's hook, descriptors 0-2 only,
+                                execve() in /tmp/scratch
     pexpect on the pty master <--------> the solution's terminal
     status pipe <---------------------- "started", "exit" + raw wait status
     kill PID 1: the kernel kills every process of its PID namespace;
@@ -26,26 +29,39 @@ grader uses the lab's own library) and torn down completely afterwards::
 
 Why each piece:
 
+* The user namespace is the wall.  The solution is root *of a user
+  namespace of the grader's*: uid 0 there is uid B outside, an id no user
+  of the machine has, drawn for each run.  Its capabilities count only
+  for namespaces that its user namespace owns (user_namespaces(7)), so it
+  may mount, pivot_root, make veths, set clocks of its own time namespace,
+  but the kernel checks everything else against uid B: the machine's files
+  owned by root are read-only or unreadable to it; it cannot mount a disk,
+  load a module, write /proc/sys, open_by_handle_at(2), or ptrace a
+  process of the machine.
+* The covers cannot be lifted.  They are made in M0, a mount namespace
+  owned by the machine's user namespace; the sandbox's mount namespace is
+  a copy of M0 made for a less privileged user namespace, and the kernel
+  locks such copies (mount_namespaces(7), "Restrictions on mount
+  namespaces"): a locked mount cannot be unmounted, a read-only one not
+  made writable, and a bind of "/" must take the covers along (a bind
+  without MS_REC of a tree with locked mounts below fails with EINVAL).
 * The PID namespace is the off switch.  When its PID 1 dies the kernel
   SIGKILLs every process in it, daemons and double forks included, and no
   process can leave a PID namespace.  ``kill -9 -1`` inside reaches only the
   sandbox's own processes (and not PID 1, which ignores signals from its
-  namespace unless it has a handler).
+  namespace unless it has a handler).  PID 1 cannot be ptraced or read by
+  the solution: it changed its uid, so it is not dumpable.
 * The cgroup bounds what a PID namespace cannot: a fork bomb (pids.max), a
-  memory hog (the OOM killer acts inside the group only).  The init joins
-  it before it creates the cgroup namespace, so that the solution sees its
-  cgroup as "/".
-* The mount namespace (private propagation, labkit.spawn's default) holds
-  every mount the solution makes; fresh tmpfs file systems hold every file
-  it writes; /run/netns starts empty; the host's disk is mounted read-only.
-* UTS, network and IPC namespaces hold hostnames, links, addresses, named
-  network namespaces and System V objects.  All of them end with the
-  sandbox.
+  memory hog (the OOM killer acts inside the group only).  Its files belong
+  to the machine's root: the solution cannot raise its limits.
+* Fresh tmpfs file systems hold every file the solution writes; /run/netns
+  starts empty.  UTS, network and IPC namespaces hold hostnames, links,
+  addresses, named network namespaces and System V objects.  All of them
+  end with the sandbox.
 
-What this does not do: the solution runs as root in the machine's user
-namespace, because the exercises need real privilege.  The sandbox stops
-mistakes and casual reading of files that are not the student's, not a
-root program set on breaking out (it could mount the disk's block device).
+What a root solution can still see: the machine's files that every user may
+read (/usr, /etc without /etc/shadow), outside the covered folders; the
+kernel's version and its global /proc files; nothing it can change.
 
 Talking to the solution once it runs (the pty, pexpect, the transcript,
 its exit status) is grader/session.py.
@@ -55,7 +71,8 @@ the sandbox, in the solution's process, right before execve(2).  It gets
 the argument vector and may return another; it may chroot(2), drop to
 another user, or create a PID namespace and fork (see grader/hooks.py).
 
-See namespaces(7), pid_namespaces(7), cgroups(7), pty(7), credentials(7).
+See namespaces(7), user_namespaces(7), mount_namespaces(7),
+pid_namespaces(7), cgroups(7), pty(7), credentials(7).
 """
 
 from __future__ import annotations
@@ -71,6 +88,7 @@ import shutil
 import signal
 import struct
 import sys
+import tarfile
 import termios
 import threading
 import traceback
@@ -79,13 +97,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit import procfs, syscalls
-from labkit.cgroup import CLONE_NEWCGROUP, Cgroup
+from labkit.cgroup import Cgroup
 from labkit.spawn import spawn
 
 from .session import Exit, Session, signal_name
 
-__all__ = ["EXERCISE_DIR", "SCRATCH_DIR", "KIT", "Exit", "Hook", "Limits", "Sandbox", "Session",
-           "hidden_paths", "signal_name"]
+__all__ = ["EXERCISE_DIR", "SCRATCH_DIR", "KIT", "Exit", "Hook", "IdMap", "Limits", "Sandbox",
+           "Session", "hidden_paths", "signal_name"]
 
 MiB = 1 << 20
 KIT = Path(__file__).resolve().parent.parent  # the kit: labkit, grader, solutions
@@ -95,13 +113,16 @@ EXERCISE_DIR = "/tmp/exercise"  # the copy of the student's exercise folder
 SCRATCH_DIR = "/tmp/scratch"  # the solution's working directory
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-NAMESPACES = ("uts", "mnt", "net", "ipc", "pid")  # and cgroup: made by init, after joining its cgroup
+# In one unshare(2): the kernel makes the user namespace first, the others owned by it.
+NAMESPACES = ("user", "mnt", "uts", "net", "ipc", "pid", "cgroup")
+ID_COUNT = 65536  # ids 0-65535 of the sandbox: root, and the users exercise userns draws
 
-# Capabilities no exercise needs, with which a mistaken root program could
-# hurt the machine itself: load modules, poke at raw devices, reboot, set
-# the clock.  Dropped from the bounding set, they are gone after execve(2).
+# Capabilities no exercise needs.  In the sandbox's user namespace they are
+# worth little (loading a module or setting the clock needs them in the
+# machine's), but no solution has a reason to hold them: dropped from the
+# bounding set, they are gone after execve(2).
 CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_BOOT, CAP_SYS_TIME = 16, 17, 22, 25
-PR_CAPBSET_DROP, PR_SET_NAME = 24, 15
+PR_CAPBSET_DROP, PR_SET_NAME, PR_SET_DUMPABLE = 24, 15, 4
 _INIT_NAME = ctypes.create_string_buffer(b"sandbox-init")  # what ps shows for the sandbox's PID 1
 
 # Directories a solution may write to: each gets a fresh tmpfs.
@@ -138,6 +159,47 @@ def hidden_paths(*extra: str | os.PathLike) -> list[str]:
     return sorted({os.path.realpath(p) for p in paths if p})
 
 
+@dataclass(frozen=True)
+class IdMap:
+    """The sandbox's ids on the machine: id N inside is BASE + N outside, for N < ID_COUNT."""
+
+    base: int
+
+    @property
+    def line(self) -> str:
+        """The uid_map and gid_map line: "0 BASE 65536"."""
+        return f"0 {self.base} {ID_COUNT}"
+
+    def outside(self, inside: int) -> int:
+        return self.base + inside
+
+    def inside(self, outside: int) -> int | None:
+        """The sandbox's id for the machine's id OUTSIDE; None if it has none (nobody, 65534)."""
+        return outside - self.base if self.base <= outside < self.base + ID_COUNT else None
+
+    @classmethod
+    def draw(cls) -> IdMap:
+        """A block of ids no user of the machine has: above 2**31, away from /etc/sub[ug]id ranges."""
+        taken = _subordinate_ranges()
+        while True:
+            base = (1 << 31) + secrets.randbelow(32000) * ID_COUNT
+            if not any(start < base + ID_COUNT and base < start + count for start, count in taken):
+                return cls(base)
+
+
+def _subordinate_ranges() -> list[tuple[int, int]]:
+    """The (start, count) ranges of /etc/subuid and /etc/subgid (rootless containers' ids)."""
+    ranges = []
+    for path in ("/etc/subuid", "/etc/subgid"):
+        with contextlib.suppress(OSError):
+            with open(path) as f:
+                for line in f:
+                    fields = line.strip().split(":")
+                    if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+                        ranges.append((int(fields[1]), int(fields[2])))
+    return ranges
+
+
 # The grader's side -----------------------------------------------------------
 
 # Only one sandbox is started at a time: between openpty() and spawn() the
@@ -164,8 +226,8 @@ class Sandbox:
         """Start ARGV (argv[0] a path inside the sandbox) in a new sandbox.
 
         HOOK runs in the solution's process right before execve.  EXPORT
-        copies the sandbox's /tmp/exercise back to SOURCE when ARGV ends
-        (used to run make once and keep what it built).
+        brings the sandbox's /tmp/exercise back to SOURCE when the run is
+        closed (used to run make once and keep what it built).
         """
         group = Cgroup.create()
         try:
@@ -179,6 +241,10 @@ class Sandbox:
     def _spawn(self, argv: list[str], group: Cgroup, hook: Hook | None, cwd: str,
                env: dict[str, str] | None, export: bool) -> Session:
         env = env or {"PATH": PATH, "HOME": SCRATCH_DIR, "TERM": "dumb", "LANG": "C.UTF-8"}
+        ids = IdMap.draw()
+        # What make built comes back as a tar archive that PID 1 writes, with the
+        # solution's own rights, into a file only the grader and PID 1 hold.
+        archive = os.memfd_create("sandbox-export", os.MFD_CLOEXEC) if export else -1
         with _START_LOCK:
             for stream in (sys.stdout, sys.stderr):  # the init is a fork: no buffered text into the pty
                 with contextlib.suppress(Exception):
@@ -188,45 +254,169 @@ class Sandbox:
             fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
             status_r, status_w = os.pipe2(os.O_CLOEXEC)
             source = os.open(self.source, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            plan = _Plan(group, status_w, source, argv, hook, cwd, env, export,
+            plan = _Plan(group, status_w, source, archive, ids, argv, hook, cwd, env,
                          self.limits, list(self.hide))
             try:
-                init = spawn(_init, NAMESPACES, args=(plan,), hostname=self.hostname,
+                init = spawn(_init, NAMESPACES, args=(plan,), before=lambda: _build_root(plan),
+                             uid_map=ids.line, gid_map=ids.line, hostname=self.hostname,
                              mount_proc=True, stdin=slave, stdout=slave, stderr=slave)
             except BaseException:
-                os.close(master)
-                os.close(status_r)
+                for fd in (master, status_r, archive):
+                    if fd >= 0:
+                        os.close(fd)
                 raise
             finally:
                 for fd in (slave, status_w, source):
                     os.close(fd)
         os.set_blocking(status_r, False)
-        return Session(self, argv, init, group, master, status_r, tty, tty_name)
+        unpack = (lambda: _unpack(archive, self.source)) if export else None
+        return Session(self, argv, init, group, master, status_r, tty, tty_name, ids=ids,
+                       on_close=unpack)
 
 
-# The sandbox's side: PID 1 and the solution's process -------------------------------
+def _unpack(archive: int, folder: str) -> None:
+    """Replace FOLDER's contents with the archive PID 1 wrote, if it wrote one."""
+    try:
+        with os.fdopen(archive, "rb") as f:
+            f.seek(0)
+            if not f.read(1):
+                return  # PID 1 did not get to write it (make failed, or was killed)
+            f.seek(0)
+            with tarfile.open(fileobj=f) as tar:
+                members = tar.getmembers()
+                _empty(folder)
+                _extract(tar, members, folder)
+    except (OSError, tarfile.TarError):
+        pass  # what make built is lost; the grader then finds no solution and says so
+
+
+def _extract(tar: tarfile.TarFile, members: list[tarfile.TarInfo], folder: str) -> None:
+    """Unpack the solution's archive as the machine's root, safely: only into FOLDER.
+
+    The archive is the solution's work, so only folders, regular files and
+    symbolic links (written as links, never followed: each step of a path
+    is opened with O_NOFOLLOW) are unpacked; no ".." or absolute path, no
+    device, no set-user-ID bit.  (tarfile's filter="data" does this from
+    Python 3.11.4; Debian 12 has 3.11.2.)
+    """
+    top = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for member in members:
+            parts = [p for p in member.name.split("/") if p not in ("", ".")]
+            if not parts or ".." in parts or member.name.startswith("/"):
+                continue
+            opened: list[int] = []
+            try:
+                here = top
+                for part in parts[:-1]:
+                    here = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=here)
+                    opened.append(here)
+                _extract_one(tar, member, parts[-1], here)
+            except OSError:
+                continue  # a path through a link, or a name twice: skipped
+            finally:
+                for fd in opened:
+                    os.close(fd)
+    finally:
+        os.close(top)
+
+
+def _extract_one(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, here: int) -> None:
+    mode = member.mode & 0o777
+    if member.isdir():
+        os.mkdir(name, mode | 0o700, dir_fd=here)
+    elif member.issym():
+        os.symlink(member.linkname, name, dir_fd=here)
+    elif member.isfile():
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=here)
+        with os.fdopen(fd, "wb") as out, tar.extractfile(member) as data:
+            shutil.copyfileobj(data, out)
+
+
+def _empty(folder: str) -> None:
+    for entry in os.scandir(folder):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+
+
+# The sandbox's side: its root file system, PID 1 and the solution's process ----------
 #
-# Everything below runs in forked copies of the grader, inside the new
-# namespaces.  It reports through the status pipe, never on the terminal
-# (which belongs to the student's program), and imports nothing: once the
-# kit's folder is hidden, a module that is not loaded yet cannot be.
+# Everything below runs in forked copies of the grader.  It reports through
+# the status pipe, never on the terminal (which belongs to the student's
+# program), and imports nothing: once the kit's folder is hidden, a module
+# that is not loaded yet cannot be.
 
 @dataclass
 class _Plan:
     group: Cgroup
     status_w: int
     source: int
+    archive: int  # -1, or where PID 1 writes the exercise folder's archive at the end
+    ids: IdMap
     argv: list[str]
     hook: Hook | None
     cwd: str
     env: dict[str, str]
-    export: bool
     limits: Limits
     hide: list[str]
 
 
+def _build_root(plan: _Plan) -> None:
+    """Still the machine's root, in spawn's child: the mount namespace M0 the sandbox will copy.
+
+    Everything made here is made by the machine's root, so that the copy
+    the kernel makes for the sandbox's user namespace holds it locked.
+    """
+    syscalls.unshare("mnt")
+    syscalls.mount("none", "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)  # nothing leaks out
+    plan.group.add(0)  # before the cgroup namespace: this cgroup becomes its "/"
+    _mount_scratch(plan.limits.tmpfs, plan.ids.base)
+    _copy_in(plan.source, plan.ids.base)
+    os.close(plan.source)
+    _hide(plan.hide)
+    syscalls.mount("none", "/", None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY)
+
+
+def _mount_scratch(size: int, owner: int) -> None:
+    flags = syscalls.MS_NOSUID | syscalls.MS_NODEV
+    for path in SCRATCH_MOUNTS:
+        if os.path.isdir(path) and not os.path.islink(path):
+            mode = "755" if path == "/run" else "1777"
+            syscalls.mount("tmpfs", path, "tmpfs", flags,
+                           f"size={size},mode={mode},uid={owner},gid={owner}")
+
+
+def _copy_in(source: int, owner: int) -> None:
+    """Copy the host's folder (still reachable through its descriptor) in; root inside owns it."""
+    os.fchdir(source)
+    shutil.copytree(".", EXERCISE_DIR, symlinks=True)
+    os.mkdir(SCRATCH_DIR)
+    os.chmod(SCRATCH_DIR, 0o1777)
+    for here, dirs, files in os.walk(EXERCISE_DIR):
+        for name in [here, *(os.path.join(here, n) for n in dirs + files)]:
+            os.lchown(name, owner, owner)
+    os.lchown(SCRATCH_DIR, owner, owner)
+    os.chdir("/")
+
+
+def _hide(paths: list[str]) -> None:
+    """An empty read-only tmpfs over each path (and so over everything below it)."""
+    done: list[str] = []
+    for path in sorted(paths):
+        if path == "/" or any(e == path or e.startswith(path + "/") for e in ESSENTIAL):
+            continue  # hiding it would hide the sandbox's own tools
+        if any(path.startswith(d.rstrip("/") + "/") for d in done):
+            continue  # already under a hidden one
+        if os.path.isdir(path) and not os.path.islink(path):
+            syscalls.mount("tmpfs", path, "tmpfs", syscalls.MS_RDONLY | syscalls.MS_NOSUID
+                           | syscalls.MS_NODEV | syscalls.MS_NOEXEC, "size=4k,mode=755")
+            done.append(path)
+
+
 def _init(plan: _Plan) -> None:
-    """PID 1 of the sandbox: build it, start the solution, reap, report.
+    """PID 1 of the sandbox: finish it, start the solution, reap, report.
 
     It ends with os._exit, never by returning: a normal exit would flush
     the grader's Python buffers (inherited at fork, perhaps locked by
@@ -241,7 +431,7 @@ def _init(plan: _Plan) -> None:
         _report(plan, event="started", pid=pid)
         status = _reap_until(pid)
         _report(plan, event="exit", status=status)
-        if plan.export:
+        if plan.archive >= 0:
             _export(plan)
     except BaseException as e:  # noqa: BLE001 - the grader reads it; the terminal is the student's
         _report(plan, event="setup_error", message=f"{type(e).__name__}: {e}",
@@ -252,19 +442,32 @@ def _init(plan: _Plan) -> None:
 
 def _build(plan: _Plan) -> None:
     _forget_command_line()
+    _become_root()
     # PID 1 of a namespace gets only signals it has a handler for; the
     # terminal's ^C must not reach Python's KeyboardInterrupt handler here.
     for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN,
                 signal.SIGTTOU, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    plan.group.add(0)
-    syscalls.unshare(CLONE_NEWCGROUP)  # after joining: the cgroup becomes the namespace's "/"
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the pty becomes the session's controlling terminal
-    _mount_scratch(plan.limits.tmpfs)
-    _copy_in(plan.source)
-    _hide(plan.hide)
-    syscalls.mount("none", "/", None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY)
+    flags = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
+    syscalls.mount("sysfs", "/sys", "sysfs", flags)  # the sandbox's network devices; no cgroup mounts
+    if os.path.isdir("/dev/mqueue"):
+        syscalls.mount("mqueue", "/dev/mqueue", "mqueue", flags)  # this IPC namespace's queues
+
+
+def _become_root() -> None:
+    """Become uid 0 and gid 0 of the sandbox's user namespace (uid B of the machine).
+
+    We came into the user namespace as the machine's root, an id it does
+    not map: the kernel would still judge our file accesses as uid 0.
+    Changing ids also makes us not dumpable: the solution cannot ptrace
+    us or read our memory, which is a copy of the grader's.
+    """
+    os.setgroups([])
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    syscalls.prctl(PR_SET_DUMPABLE, 0)
 
 
 def _forget_command_line() -> None:
@@ -285,43 +488,10 @@ def _forget_command_line() -> None:
     syscalls.prctl(PR_SET_NAME, ctypes.addressof(_INIT_NAME))
 
 
-def _mount_scratch(size: int) -> None:
-    flags = syscalls.MS_NOSUID | syscalls.MS_NODEV
-    for path in SCRATCH_MOUNTS:
-        if os.path.isdir(path) and not os.path.islink(path):
-            mode = "755" if path == "/run" else "1777"
-            syscalls.mount("tmpfs", path, "tmpfs", flags, f"size={size},mode={mode}")
-    flags |= syscalls.MS_NOEXEC
-    syscalls.mount("sysfs", "/sys", "sysfs", flags)  # the sandbox's network devices; no cgroup mounts
-    if os.path.isdir("/dev/mqueue"):
-        syscalls.mount("mqueue", "/dev/mqueue", "mqueue", flags)  # this IPC namespace's queues
-
-
-def _copy_in(source: int) -> None:
-    os.fchdir(source)  # the host's folder, still reachable through the descriptor
-    shutil.copytree(".", EXERCISE_DIR, symlinks=True)
-    os.mkdir(SCRATCH_DIR)
-    os.chmod(SCRATCH_DIR, 0o1777)
-    os.chdir("/")
-
-
-def _hide(paths: list[str]) -> None:
-    """An empty read-only tmpfs over each path (and so over everything below it)."""
-    done: list[str] = []
-    for path in sorted(paths):
-        if path == "/" or any(e == path or e.startswith(path + "/") for e in ESSENTIAL):
-            continue  # hiding it would hide the sandbox's own tools
-        if any(path.startswith(d.rstrip("/") + "/") for d in done):
-            continue  # already under a hidden one
-        if os.path.isdir(path) and not os.path.islink(path):
-            syscalls.mount("tmpfs", path, "tmpfs", syscalls.MS_RDONLY | syscalls.MS_NOSUID
-                           | syscalls.MS_NODEV | syscalls.MS_NOEXEC, "size=4k,mode=755")
-            done.append(path)
-
-
 def _exec_solution(plan: _Plan) -> None:
     """In the solution's process: a clean start, the check's hook, execve. Never returns."""
     try:
+        syscalls.prctl(PR_SET_DUMPABLE, 1)  # ours to read, as after any execve; init's stay closed
         # The contract: default signal dispositions and an empty signal mask.
         for sig in signal.valid_signals():
             with contextlib.suppress(OSError, ValueError):
@@ -341,7 +511,7 @@ def _exec_solution(plan: _Plan) -> None:
             argv = plan.hook(list(argv)) or argv
         # Only 0, 1 and 2 go to the solution: whatever the grader inherited from
         # whoever started it (a test runner's pipe, a terminal) stays here.
-        os.closerange(3, plan.status_w)
+        os.closerange(3, plan.status_w)  # the status pipe closes itself at execve (O_CLOEXEC)
         os.closerange(plan.status_w + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         os.execve(argv[0], argv, plan.env)
     except OSError as e:
@@ -362,14 +532,18 @@ def _reap_until(pid: int) -> int:
 
 
 def _export(plan: _Plan) -> None:
-    """Copy the sandbox's exercise folder back to the grader's staging folder."""
-    os.fchdir(plan.source)
-    for entry in os.listdir("."):
-        if os.path.isdir(entry) and not os.path.islink(entry):
-            shutil.rmtree(entry)
-        else:
-            os.unlink(entry)
-    shutil.copytree(EXERCISE_DIR, ".", symlinks=True, dirs_exist_ok=True)
+    """Archive the exercise folder into the grader's file, once nothing else runs here.
+
+    kill(-1) from PID 1 reaches every other process of the namespace: no
+    process of the solution can change the folder while it is read.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(-1, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        while True:
+            os.waitpid(-1, 0)
+    with os.fdopen(os.dup(plan.archive), "wb") as f, tarfile.open(fileobj=f, mode="w") as tar:
+        tar.add(EXERCISE_DIR, arcname=".")
 
 
 def _report(plan: _Plan, **event: object) -> None:

@@ -30,7 +30,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -104,8 +104,11 @@ class Session:
     """
 
     def __init__(self, box: Box, argv: list[str], init: Child, group: Cgroup,
-                 master: int, status: int, tty: int, tty_name: str) -> None:
+                 master: int, status: int, tty: int, tty_name: str, *, ids: Any,
+                 on_close: Callable[[], None] | None = None) -> None:
         self.box, self.argv, self.limits = box, argv, box.limits
+        self.ids = ids  # the sandbox's uids and gids on the machine (sandbox.IdMap)
+        self._on_close = on_close
         self.init, self.group, self._status = init, group, status
         self.tty, self.tty_name = tty, tty_name  # the terminal, to compare with /proc/PID/fd
         self.transcript = Transcript(self.limits.output)
@@ -278,6 +281,8 @@ class Session:
             self.init.kill()
             self.init.wait()
             self.group.remove()
+            if self._on_close is not None:
+                self._on_close()
         finally:
             self.term.close()
             os.close(self._status)

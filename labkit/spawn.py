@@ -98,6 +98,7 @@ def spawn(
     cwd: str | None = None,
     env: dict[str, str] | None = None,
     setup: Callable[[], object] | None = None,
+    before: Callable[[], object] | None = None,
 ) -> Child:
     """Start TARGET in a child process with new NAMESPACES and return a Child.
 
@@ -119,6 +120,9 @@ def spawn(
     CWD, ENV      as for subprocess
     SETUP         a function the child calls after its namespace steps, just
                   before TARGET (labkit.cgroup.spawn_in joins a cgroup so)
+    BEFORE        a function the child calls first, before any namespace step,
+                  with the caller's privileges (the grader builds there the
+                  mount namespace that a new user namespace will copy, and lock)
 
     Errors in the child before the target starts (a refused unshare, a bad
     hostname, SETUP's, a command not found) are raised here, and the child
@@ -149,6 +153,8 @@ def spawn(
         os.close(go_w)
         try:
             die_with_parent(parent)
+            if before is not None:
+                before()
             _child_steps(flags, status_w, go_r, handshake=handshake, propagation=propagation,
                          time_offsets=time_offsets, hostname=hostname, domainname=domainname,
                          mount_proc=mount_proc)

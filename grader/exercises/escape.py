@@ -35,7 +35,6 @@ import os
 from collections.abc import Callable
 
 from labkit import mount as mounts
-from labkit import syscalls
 
 from ..engine import Exercise, Trial
 from ..feedback import Fail, Timeout
@@ -72,14 +71,15 @@ def build_jail(jail: str) -> None:
 
 def _bind_readonly(source: str, target: str) -> None:
     mounts.bind_mount(source, target, recursive=True)
-    syscalls.mount("none", target, None,
-                   syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY)
+    mounts.remount_readonly(target)
 
 
-def plant_secret(path: str, text: str) -> None:
-    """Write TEXT to a new file PATH, readable by root only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def plant_secret(path: str, text: str, owner: int) -> None:
+    """Write TEXT to a new file PATH, readable by OWNER only (the sandbox's root, as the machine
+    numbers it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
+        os.fchown(f.fileno(), owner, owner)
         f.write(text)
 
 
@@ -114,7 +114,7 @@ class Escape:
             # The secret is drawn only now, and written from outside: no process of
             # the sandbox (forked copies of the grader) ever held it in its memory.
             self.secret = f"nslab-{token(12)}\n{token(20)}\n"
-            plant_secret(in_sandbox(self.warden, self.path), self.secret)
+            plant_secret(in_sandbox(self.warden, self.path), self.secret, self.run.ids.outside(0))
             self.warden.go()
         except BaseException:
             self.warden.close()

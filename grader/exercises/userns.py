@@ -104,11 +104,14 @@ def root_inside(trial: Trial) -> None:
     """"where COMMAND has uid 0 and gid 0, mapped to U and G outside"
 
     The Uid and Gid lines of COMMAND's /proc/PID/status, read in its own user namespace
-    (nsenter --user), are all 0; read from outside, all U and G.
+    (nsenter --user), are all 0; read from outside, all U and G (the machine's ids
+    translated to the sandbox's, in whose user namespace the solution runs).
     """
-    _, pid, uid, gid = start_waiting(trial, HINT_EXEC)
+    run, pid, uid, gid = start_waiting(trial, HINT_EXEC)
     inside = read_inside(pid, f"/proc/{pid}/status")
-    outside = f"Uid: {observe.status_field(pid, 'Uid')}\nGid: {observe.status_field(pid, 'Gid')}"
+    outside = "\n".join(f"{name}: " + " ".join(str(run.ids.inside(int(n)))
+                                                for n in (observe.status_field(pid, name) or "").split())
+                        for name in ("Uid", "Gid"))
     if inside is None:
         raise Fail("the grader could not read COMMAND's ids in its user namespace")
     seen_in = f"uid {ids(inside, 'Uid')}, gid {ids(inside, 'Gid')}"
@@ -162,11 +165,11 @@ def files_owned_outside(trial: Trial) -> None:
     """"Files that COMMAND creates are owned by U and G outside."
 
     COMMAND writes a file with a random name in its working directory; the grader lstat(2)s
-    it from outside.
+    it from outside (and translates the owner to the sandbox's ids).
     """
     name = f"made-by-command-{trial.token()}"
-    _, pid, uid, gid = start_waiting(trial, HINT_EXEC, before=f"echo {trial.token()} > {name}; ")
-    owner = credentials.owner(pid, name)
+    run, pid, uid, gid = start_waiting(trial, HINT_EXEC, before=f"echo {trial.token()} > {name}; ")
+    owner = credentials.owner(pid, name, run.ids)
     if owner is None:
         raise Fail(f"COMMAND could not create the file {name} in its working directory",
                    hint="keep the working directory the grader gave you (a scratch folder that "
