@@ -10,6 +10,7 @@ readlink on /proc/PID/ns, ps(1) and the sandbox's own reports.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import socket
@@ -140,6 +141,73 @@ def test_the_machine_disk_is_read_only_inside(tmp_path):
         run.expect("tmp-ok")
         assert "Read-only file system" in run.transcript.text
     assert not os.path.exists("/etc/nslab-probe")
+
+
+def test_the_solution_is_root_of_a_user_namespace_mapped_to_ids_no_user_has(tmp_path):
+    """Root inside, an unprivileged uid outside: read with lsns(8) and nsenter(1), not labkit."""
+    with start(tmp_path, "id -u; cat /proc/self/uid_map; sleep 30") as run:
+        run.expect(re.compile(r"\d+\s+\d+\s+65536"))
+        pid = run.solution_pid()
+        outside = [int(n) for n in observe.status_field(pid, "Uid").split()]
+        inside = subprocess.run(["nsenter", f"--target={pid}", "--user", "--preserve-credentials",
+                                 "cat", f"/proc/{pid}/status"], capture_output=True, text=True,
+                                check=True).stdout
+        user_ns = subprocess.run(["lsns", "-n", "-o", "NS", "-t", "user", "-p", str(pid)],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    assert outside == [run.ids.outside(0)] * 4 and outside[0] >= 2 ** 31
+    assert "Uid:\t0\t0\t0\t0" in inside
+    lines = [line.split() for line in run.transcript.text.splitlines()]
+    assert ["0"] in lines and ["0", str(run.ids.base), "65536"] in lines  # id -u; uid_map
+    assert user_ns != os.readlink("/proc/self/ns/user")[len("user:["):-1]
+    with open("/etc/passwd") as f:
+        assert str(outside[0]) not in {line.split(":")[2] for line in f}
+
+
+def test_the_covers_are_locked_a_bind_of_root_without_them_fails_and_root_stays_read_only(tmp_path):
+    """The reported hole: a non-recursive bind of / showed the disk without the covers."""
+    kit_file = KIT / "grader" / "report.py"
+    before = kit_file.read_bytes()
+    script = (f"mkdir /tmp/r /tmp/rr\n"
+              f"mount --bind / /tmp/r 2>/dev/null && echo PLAIN-BIND-MADE\n"
+              f"mount --rbind / /tmp/rr && echo RBIND-MADE\n"
+              f"umount /tmp/rr{KIT} 2>/dev/null && echo COVER-GONE\n"
+              f"umount -l /tmp/rr{KIT} 2>/dev/null && echo COVER-GONE\n"
+              f"umount {KIT} 2>/dev/null && echo COVER-GONE\n"
+              f"mount -o remount,rw / 2>/dev/null && echo REMOUNTED\n"
+              f"mount -o remount,bind,rw /tmp/rr 2>/dev/null && echo REMOUNTED\n"
+              f"find /tmp/rr{KIT} /tmp/r{KIT} {KIT} -mindepth 1 2>/dev/null | wc -l; echo listed\n"
+              f"echo 'x' >> /tmp/rr{KIT}/grader/report.py 2>/dev/null && echo WROTE\n"
+              "echo end")
+    with start(tmp_path, script) as run:
+        run.expect("end")
+        run.wait()
+        out = run.transcript.text
+    assert "RBIND-MADE" in out  # allowed: the copy takes the covers along
+    for escaped in ("PLAIN-BIND-MADE", "COVER-GONE", "REMOUNTED", "WROTE"):
+        assert escaped not in out
+    assert "0\r\nlisted" in out  # the kit's folder is empty wherever the solution looks
+    assert kit_file.read_bytes() == before
+
+
+def test_the_machines_devices_proc_sys_and_pid_1_are_out_of_reach(tmp_path):
+    disk = subprocess.run(["findmnt", "-n", "-o", "MAJ:MIN", "/"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    major, minor = disk.split(":")
+    script = (f"mknod /tmp/disk b {major} {minor} 2>/dev/null && echo MKNOD\n"
+              f"mount /tmp/disk /mnt 2>/dev/null && echo MOUNTED-DISK\n"
+              "cat /proc/1/environ >/dev/null 2>&1 && echo READ-INIT\n"
+              "ls /proc/1/root/ >/dev/null 2>&1 && echo INIT-ROOT\n"
+              "ls /proc/1/fd/ >/dev/null 2>&1 && echo INIT-FDS\n"
+              "echo 1 > /proc/sys/vm/drop_caches 2>/dev/null && echo WROTE-SYSCTL\n"
+              "cat /etc/shadow >/dev/null 2>&1 && echo SHADOW\n"
+              "echo end")
+    with start(tmp_path, script) as run:
+        run.expect("end")
+        run.wait()
+        out = run.transcript.text
+    for escaped in ("MKNOD", "MOUNTED-DISK", "READ-INIT", "INIT-ROOT", "INIT-FDS", "WROTE-SYSCTL",
+                    "SHADOW"):
+        assert escaped not in out
 
 
 # Hostile solutions ----------------------------------------------------------------------
