@@ -416,28 +416,78 @@ def _hide(paths: list[str]) -> None:
 
 
 def _init(plan: _Plan) -> None:
-    """PID 1 of the sandbox: finish it, start the solution, reap, report.
+    """PID 1 of the sandbox: finish it, start the solution, then become a clean reaper.
 
-    It ends with os._exit, never by returning: a normal exit would flush
-    the grader's Python buffers (inherited at fork, perhaps locked by
-    another thread at that moment) into the student's terminal.
+    The solution may read /proc/1/root (a chroot's classic way out goes
+    through it), and what lets it do so (ptrace access: same uid, same
+    user namespace) would also let it read PID 1's memory.  So PID 1 does
+    not stay a forked copy of the grader: once the solution's process is
+    forked, PID 1 execs REAPER, a few lines of Python that hold nothing but
+    the solution's PID and the status pipe.  The solution's process waits
+    until REAPER has named itself and ignores the terminal's signals (it
+    closes the pipe the solution's process reads).
+
+    Until the exec it ends with os._exit, never by returning: a normal exit
+    would flush the grader's Python buffers into the student's terminal.
     """
-    code = 0
     try:
         _build(plan)
+        hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
+            os.close(hold_w)
+            os.read(hold_r, 1)  # EOF: PID 1 is REAPER, and holds no copy of the grader any more
+            os.close(hold_r)
             _exec_solution(plan)
         _report(plan, event="started", pid=pid)
-        status = _reap_until(pid)
-        _report(plan, event="exit", status=status)
-        if plan.archive >= 0:
-            _export(plan)
+        os.close(hold_r)
+        for fd in (plan.status_w, plan.archive, hold_w):
+            if fd >= 0:
+                os.set_inheritable(fd, True)
+        os.execve(PYTHON, ["sandbox-init", "-I", "-S", "-c", REAPER,
+                           str(pid), str(plan.status_w), str(plan.archive), EXERCISE_DIR, str(hold_w)], {})
     except BaseException as e:  # noqa: BLE001 - the grader reads it; the terminal is the student's
         _report(plan, event="setup_error", message=f"{type(e).__name__}: {e}",
                 where=traceback.format_exc(limit=-2))
-        code = 1
-    os._exit(code)
+    os._exit(1)
+
+
+# The machine's Python (not the grader's virtual environment, which is hidden).
+PYTHON = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+
+# PID 1 once the solution runs: reap every child (orphans come to PID 1) until
+# the solution ends, report its wait status; for make, archive what it built,
+# once every other process is killed (kill(-1) from PID 1 reaches them all).
+# It holds nothing a solution could use: a root solution that ptraces it
+# could only report its own exit status, which it chooses anyway.
+REAPER = """
+import ctypes, json, os, signal, sys
+ctypes.CDLL(None).prctl(15, b"sandbox-init", 0, 0, 0)
+for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
+            signal.SIGHUP):
+    signal.signal(sig, signal.SIG_IGN)
+pid, status_w, archive = (int(a) for a in sys.argv[1:4])
+os.close(int(sys.argv[5]))  # the solution's process starts now
+while True:
+    reaped, status = os.waitpid(-1, 0)
+    if reaped == pid:
+        break
+os.write(status_w, json.dumps({"event": "exit", "status": status}).encode() + b"\\n")
+if archive >= 0:
+    import tarfile
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        while True:
+            os.waitpid(-1, 0)
+    except ChildProcessError:
+        pass
+    with os.fdopen(archive, "wb") as f, tarfile.open(fileobj=f, mode="w") as tar:
+        tar.add(sys.argv[4], arcname=".")
+os._exit(0)
+"""
 
 
 def _build(plan: _Plan) -> None:
@@ -491,7 +541,6 @@ def _forget_command_line() -> None:
 def _exec_solution(plan: _Plan) -> None:
     """In the solution's process: a clean start, the check's hook, execve. Never returns."""
     try:
-        syscalls.prctl(PR_SET_DUMPABLE, 1)  # ours to read, as after any execve; init's stay closed
         # The contract: default signal dispositions and an empty signal mask.
         for sig in signal.valid_signals():
             with contextlib.suppress(OSError, ValueError):
@@ -502,7 +551,10 @@ def _exec_solution(plan: _Plan) -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         # The OOM killer's first choice is the solution, never the sandbox's init
         # (raising one's own score needs no privilege; lowering init's would).
+        syscalls.prctl(PR_SET_DUMPABLE, 1)  # /proc/self is ours again (we inherited PID 1's 0)
         _write("/proc/self/oom_score_adj", "1000")
+        syscalls.prctl(PR_SET_DUMPABLE, 0)  # the hook's processes (a warden) are grader copies too;
+        # execve(2) makes the solution dumpable again
         for cap in plan.limits.drop_capabilities:
             syscalls.prctl(PR_CAPBSET_DROP, cap)
         os.chdir(plan.cwd)
@@ -521,29 +573,6 @@ def _exec_solution(plan: _Plan) -> None:
         _report(plan, event="setup_error", message=f"hook: {type(e).__name__}: {e}")
     finally:
         os._exit(127)
-
-
-def _reap_until(pid: int) -> int:
-    """Reap every child (orphans are reparented to us) until PID ends; return its wait status."""
-    while True:
-        reaped, status = os.waitpid(-1, 0)
-        if reaped == pid:
-            return status
-
-
-def _export(plan: _Plan) -> None:
-    """Archive the exercise folder into the grader's file, once nothing else runs here.
-
-    kill(-1) from PID 1 reaches every other process of the namespace: no
-    process of the solution can change the folder while it is read.
-    """
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(-1, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        while True:
-            os.waitpid(-1, 0)
-    with os.fdopen(os.dup(plan.archive), "wb") as f, tarfile.open(fileobj=f, mode="w") as tar:
-        tar.add(EXERCISE_DIR, arcname=".")
 
 
 def _report(plan: _Plan, **event: object) -> None:

@@ -106,7 +106,8 @@ def test_the_sandboxs_pid_1_shows_neither_the_graders_command_line_nor_its_envir
         run.wait()
         out = run.transcript.text
     assert os.environ["NSLAB_CGROUP_PREFIX"] not in out and "pytest" not in out  # ours: the grader's
-    assert "env=\r\n" in out and "cmd=\r\n" in out and "comm=sandbox-init" in out
+    assert "env=\r\n" in out and "comm=sandbox-init" in out
+    assert "cmd=sandbox-init -I -S -c" in out  # PID 1 exec'd a clean reaper: no copy of the grader
 
 
 def test_grader_source_and_other_students_are_not_reachable(tmp_path):
@@ -189,25 +190,28 @@ def test_the_covers_are_locked_a_bind_of_root_without_them_fails_and_root_stays_
     assert kit_file.read_bytes() == before
 
 
-def test_the_machines_devices_proc_sys_and_pid_1_are_out_of_reach(tmp_path):
+def test_the_machines_devices_and_proc_sys_are_out_of_reach_and_pid_1_holds_nothing_of_ours(tmp_path):
     disk = subprocess.run(["findmnt", "-n", "-o", "MAJ:MIN", "/"], capture_output=True, text=True,
                           check=True).stdout.strip()
     major, minor = disk.split(":")
     script = (f"mknod /tmp/disk b {major} {minor} 2>/dev/null && echo MKNOD\n"
               f"mount /tmp/disk /mnt 2>/dev/null && echo MOUNTED-DISK\n"
-              "cat /proc/1/environ >/dev/null 2>&1 && echo READ-INIT\n"
-              "ls /proc/1/root/ >/dev/null 2>&1 && echo INIT-ROOT\n"
-              "ls /proc/1/fd/ >/dev/null 2>&1 && echo INIT-FDS\n"
               "echo 1 > /proc/sys/vm/drop_caches 2>/dev/null && echo WROTE-SYSCTL\n"
               "cat /etc/shadow >/dev/null 2>&1 && echo SHADOW\n"
+              # PID 1 is a clean reaper the solution may reach (escape climbs /proc/1/root):
+              # its root is the solution's own, and it holds no descriptor of the grader's files.
+              "echo root=$(readlink /proc/1/root)\n"
+              "for fd in /proc/1/fd/*; do echo fd=$(readlink $fd); done\n"
               "echo end")
     with start(tmp_path, script) as run:
         run.expect("end")
         run.wait()
         out = run.transcript.text
-    for escaped in ("MKNOD", "MOUNTED-DISK", "READ-INIT", "INIT-ROOT", "INIT-FDS", "WROTE-SYSCTL",
-                    "SHADOW"):
+    for escaped in ("MKNOD", "MOUNTED-DISK", "WROTE-SYSCTL", "SHADOW"):
         assert escaped not in out
+    assert "root=/\r\n" in out
+    held = re.findall(r"^fd=(.*?)\r$", out, re.M)
+    assert held and all(re.fullmatch(r"/dev/pts/\d+|/dev/null|pipe:\[\d+\]|/memfd:.*", f) for f in held), held
 
 
 # Hostile solutions ----------------------------------------------------------------------
