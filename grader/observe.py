@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 
 from labkit import mount as mounts
-from labkit import procfs
+from labkit import procfs, syscalls
 
 
 def namespace(pid: int, nstype: str) -> str | None:
@@ -137,3 +138,51 @@ def mount_table(pid: int) -> list[str] | None:
         part = "" if m.root == "/" else f" [{m.root}]"
         table.append(f"{m.mount_point} ({m.fstype} {m.source}{part}, {m.options})")
     return table
+
+
+class HostnameWatch:
+    """The hostname of PID's UTS namespace, watched from outside for a whole run.
+
+    The namespace is held open (/proc/PID/ns/uts), so that it can still be
+    read after every process in it has ended, and a thread of the grader's
+    that has joined it (setns(2) moves only the calling thread into a UTS
+    namespace) reads its hostname (uname(2)) every EVERY seconds, until
+    close(): every name other than EXPECTED that it sees is in ``seen``.
+    Nothing of it is visible inside the sandbox.  A change undone within
+    EVERY seconds may slip between two readings (grader/seccomp.py sees
+    those); a change left in place is always seen, at the latest by the
+    last reading, in close().
+    """
+
+    def __init__(self, pid: int, expected: str, every: float = 0.02) -> None:
+        self.expected, self.every = expected, every
+        self.seen: list[str] = []
+        self.errors: list[BaseException] = []
+        self._fd = os.open(f"/proc/{pid}/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"hostname-watch-{pid}", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        try:
+            syscalls.setns(self._fd, "uts")
+            while True:
+                stopping = self._stop.is_set()
+                name = os.uname().nodename
+                if name != self.expected and name not in self.seen:
+                    self.seen.append(name)
+                if stopping:
+                    return
+                self._stop.wait(self.every)
+        except BaseException as e:  # noqa: BLE001 - reported by close()
+            self.errors.append(e)
+
+    def close(self) -> list[str]:
+        """Stop watching after a last reading; return the other names seen."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join()
+            os.close(self._fd)
+        if self.errors:
+            raise RuntimeError(f"the hostname watch failed: {self.errors[0]!r}")
+        return self.seen
