@@ -41,7 +41,7 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from .exits import ExitWatch
 from .feedback import Fail, SolutionError, Status, printable
@@ -89,11 +89,17 @@ class Exercise:
 
     LIMITS are the sandbox's; TOOLS are commands the grader needs on the
     machine for this exercise (e.g. busybox for a root file system).
+    WATCH(session), if given, makes a RunWatch for every run of every
+    check: a sentence that must hold for the whole of every run ("the
+    caller's hostname is never changed") is then judged in every check,
+    not only in the one named for it.
     """
 
     def __init__(self, name: str, title: str, *, limits: Limits | None = None,
-                 tools: Sequence[str] = (), namespaces: Sequence[str] = ()) -> None:
+                 tools: Sequence[str] = (), namespaces: Sequence[str] = (),
+                 watch: Callable[[Session], RunWatch] | None = None) -> None:
         self.name, self.title = name, title
+        self.watch = watch  # started on every run of every check, judged when the check ends
         self.limits = limits or Limits()
         self.tools = tuple(tools)
         self.namespaces = tuple(namespaces)  # types the kernel must offer beyond the sandbox's
@@ -115,6 +121,16 @@ class Exercise:
         return f"<Exercise {self.name}: {len(self.checks)} checks, {self.max_score:g} points>"
 
 
+class RunWatch(Protocol):
+    """Something that watches one run from its start (Exercise's WATCH)."""
+
+    def verdict(self) -> None:
+        """Raise Fail if the run broke the watched sentence so far."""
+
+    def close(self) -> None:
+        """Stop watching."""
+
+
 # What a check gets --------------------------------------------------------------
 
 class Trial:
@@ -126,6 +142,7 @@ class Trial:
         self.exercise, self.staging = exercise, staging
         self.sessions: list[Session] = []
         self.resources: list = []  # closed at the end of the check, before the sessions
+        self.watches: list[RunWatch] = []  # the exercise's watch of each run
 
     def run(self, *args: str, hook: Hook | None = None, limits: Limits | None = None) -> Session:
         """Start ``solution ARGS`` in a new sandbox; the trial closes it at the end of the check."""
@@ -133,7 +150,14 @@ class Trial:
                       limits=limits or self.exercise.limits)
         session = box.start([f"{EXERCISE_DIR}/solution", *args], hook=hook)
         self.sessions.append(session)
+        if self.exercise.watch is not None:
+            self.watches.append(self.keep(self.exercise.watch(session)))
         return session
+
+    def judge_watches(self) -> None:
+        """Raise the first Fail of the exercise's watches of this check's runs."""
+        for watch in self.watches:
+            watch.verdict()
 
     def keep(self, resource: T) -> T:
         """Close RESOURCE (anything with a close method) when the check ends."""
@@ -387,6 +411,7 @@ def run_check(check: Check, exercise: Exercise, staging: Staging) -> CheckResult
     try:
         try:
             check.fn(trial)
+            trial.judge_watches()
             result = _result(check, Status.PASSED, check.points, "")
         except Fail as f:
             crash = trial.crash()

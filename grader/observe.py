@@ -12,10 +12,12 @@ See proc(5), namespaces(7), nsenter(1).
 from __future__ import annotations
 
 import os
+import select
 import subprocess
+import threading
 
 from labkit import mount as mounts
-from labkit import procfs
+from labkit import procfs, syscalls
 
 
 def namespace(pid: int, nstype: str) -> str | None:
@@ -131,9 +133,119 @@ def mount_table(pid: int) -> list[str] | None:
     lines = mountinfo(pid)
     if not lines:
         return None
+    return _table(lines)
+
+
+def _table(lines: list[str]) -> list[str]:
     table = []
     for line in lines:
         m = mounts.parse_mountinfo_line(line)
         part = "" if m.root == "/" else f" [{m.root}]"
         table.append(f"{m.mount_point} ({m.fstype} {m.source}{part}, {m.options})")
     return table
+
+
+class MountTableWatch:
+    """PID's mount table (as mount_table() gives it), watched from outside until close().
+
+    The kernel tells a reader of /proc/PID/mountinfo that the mount table of
+    its namespace changed (poll(2) says POLLPRI: proc(5)); a thread of the
+    grader's then reads the table again, and keeps in ``changed`` every
+    table it saw that differs from BEFORE.  ``events`` counts the changes
+    the kernel reported, even those undone before the grader could read.
+    """
+
+    def __init__(self, pid: int, before: list[str]) -> None:
+        self.before = before
+        self.changed: list[list[str]] = []
+        self.events = 0
+        self.errors: list[BaseException] = []
+        self._fd = os.open(f"/proc/{pid}/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+        self._read()  # from now on, poll(2) reports changes
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"mount-watch-{pid}", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> list[str] | None:
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        data = b""
+        while chunk := os.read(self._fd, 1 << 16):
+            data += chunk
+        lines = data.decode(errors="replace").splitlines()
+        return _table(lines) if lines else None
+
+    def _watch(self) -> None:
+        poller = select.poll()
+        poller.register(self._fd, select.POLLPRI | select.POLLERR)
+        try:
+            while not self._stop.is_set():
+                if not poller.poll(50):
+                    continue
+                self.events += 1
+                table = self._read()
+                if table is None:  # the process is gone
+                    return
+                if table != self.before and table not in self.changed:
+                    self.changed.append(table)
+        except OSError:  # the process is gone
+            return
+        except BaseException as e:  # noqa: BLE001 - reported by close()
+            self.errors.append(e)
+
+    def close(self) -> list[list[str]]:
+        """Stop watching; return the tables seen that differ from BEFORE."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join()
+            os.close(self._fd)
+        if self.errors:
+            raise RuntimeError(f"the mount table watch failed: {self.errors[0]!r}")
+        return self.changed
+
+
+class HostnameWatch:
+    """The hostname of PID's UTS namespace, watched from outside for a whole run.
+
+    The namespace is held open (/proc/PID/ns/uts), so that it can still be
+    read after every process in it has ended, and a thread of the grader's
+    that has joined it (setns(2) moves only the calling thread into a UTS
+    namespace) reads its hostname (uname(2)) every EVERY seconds, until
+    close(): every name other than EXPECTED that it sees is in ``seen``.
+    Nothing of it is visible inside the sandbox.  A change undone within
+    EVERY seconds may slip between two readings (grader/seccomp.py sees
+    those); a change left in place is always seen, at the latest by the
+    last reading, in close().
+    """
+
+    def __init__(self, pid: int, expected: str, every: float = 0.02) -> None:
+        self.expected, self.every = expected, every
+        self.seen: list[str] = []
+        self.errors: list[BaseException] = []
+        self._fd = os.open(f"/proc/{pid}/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"hostname-watch-{pid}", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        try:
+            syscalls.setns(self._fd, "uts")
+            while True:
+                stopping = self._stop.is_set()
+                name = os.uname().nodename
+                if name != self.expected and name not in self.seen:
+                    self.seen.append(name)
+                if stopping:
+                    return
+                self._stop.wait(self.every)
+        except BaseException as e:  # noqa: BLE001 - reported by close()
+            self.errors.append(e)
+
+    def close(self) -> list[str]:
+        """Stop watching after a last reading; return the other names seen."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join()
+            os.close(self._fd)
+        if self.errors:
+            raise RuntimeError(f"the hostname watch failed: {self.errors[0]!r}")
+        return self.seen

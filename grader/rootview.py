@@ -241,6 +241,84 @@ def look_from_inside(pid: int, outside: str) -> Inside | None:
     return Inside(report["cwd_inside"], escaped, report["leaking_fds"])
 
 
+def others_leading_out(pid: int, processes: list[int]) -> list[str]:
+    """The ways out of PID's root through the other PROCESSES of its mount namespace.
+
+    A process that stays beside COMMAND in its mount namespace (a helper
+    the solution left, a parent that waits) is within COMMAND's reach: its
+    /proc/N/root, /proc/N/cwd and /proc/N/fd/* lead wherever they point.
+    A child of the grader takes PID's mount namespace and root, then tries
+    each of those (root, working directory, every directory descriptor):
+    one that ".." does not bring back to PID's root leads out.  Returns
+    "PID N: its working directory" and the like (the grader's PIDs).
+    """
+    mnt = _link(f"/proc/{pid}/ns/mnt")
+    if mnt is None:
+        return []
+    names: list[str] = []
+    fds: list[int] = []
+    try:
+        for other in processes:
+            if other == pid or _link(f"/proc/{other}/ns/mnt") != mnt:
+                continue
+            for name, what in [("root", "its root directory"), ("cwd", "its working directory"),
+                               *((f"fd/{n}", f"its descriptor {n}") for n in directory_fds(other))]:
+                with contextlib.suppress(OSError):
+                    fds.append(os.open(f"/proc/{other}/{name}", os.O_RDONLY | os.O_CLOEXEC))
+                    names.append(f"PID {other}: {what}")
+        if not fds:
+            return []
+        ns, root = (os.open(f"/proc/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
+                    for name in ("ns/mnt", "root"))
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        return []
+    result_r, result_w = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:
+        try:
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+            syscalls.setns(ns, "mnt")
+            os.fchdir(root)
+            os.chroot(".")  # PID's root
+            out = []
+            for i, fd in enumerate(fds):
+                os.fchdir(fd)
+                if not _cwd_inside_root():
+                    out.append(i)
+            os.write(result_w, json.dumps(out).encode() + b"\n")
+        except BaseException:  # noqa: BLE001 - no answer: the grader's error
+            pass
+        finally:
+            os._exit(0)
+    os.close(result_w)
+    for fd in (*fds, ns, root):
+        os.close(fd)
+    try:
+        data = b""
+        while b"\n" not in data and select.select([result_r], [], [], 10)[0]:
+            chunk = os.read(result_r, 65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(result_r)
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    if b"\n" not in data:
+        raise RuntimeError("the grader could not look through the processes beside COMMAND")
+    return [names[i] for i in json.loads(data)]
+
+
+def _link(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
 def _same(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 

@@ -46,6 +46,7 @@ exercise = Exercise("escape", "break out of a chroot jail")
 
 # What the jail holds of the sandbox's root (EXERCISES.md: /usr, /bin, /lib*), and /sbin.
 JAILED = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+NAMES = ("secret", "flag", "treasure", "key")  # PATH's name and its neighbours', with a random tail
 
 
 # The jail and the secret, built in the sandbox by the hook --------------------------
@@ -101,8 +102,16 @@ class Escape:
         token = trial.token
         self.jail = (f"{trial.choice(SCRATCH)}/{token(6)}/"
                      f"{trial.choice(['jail', 'cell', 'chroot'])}-{token(4)}")
-        self.path = (f"{trial.choice(SCRATCH)}/{token(6)}/"
-                     f"{trial.choice(['secret', 'flag', 'treasure', 'key'])}-{token(6)}.txt")
+        # PATH at a random depth under a random folder; other readable files lie
+        # beside it: in its folder, in a sibling folder under the same name, and
+        # in the folder above.  Only PATH's contents may be printed.
+        folder = "/".join([trial.choice(SCRATCH), *(token(6) for _ in range(trial.number(1, 3)))])
+        name = f"{trial.choice(NAMES)}-{token(6)}.txt"
+        self.path = f"{folder}/{name}"
+        self.folders = [folder, f"{os.path.dirname(folder)}/{token(6)}"]
+        self.neighbours = [f"{folder}/{trial.choice(NAMES)}-{token(6)}.txt",
+                           f"{self.folders[1]}/{name}",
+                           f"{os.path.dirname(folder)}/{trial.choice(NAMES)}-{token(6)}.txt"]
         # The contract wants the file on standard output: standard error goes to a
         # file of the sandbox's, shown in the transcript, never taken for output.
         self.errors = f"/run/.grader-stderr-{token(8)}"
@@ -114,7 +123,11 @@ class Escape:
             # The secret is drawn only now, and written from outside: no process of
             # the sandbox (forked copies of the grader) ever held it in its memory.
             self.secret = f"nslab-{token(12)}\n{token(20)}\n"
-            plant_secret(in_sandbox(self.warden, self.path), self.secret, self.run.ids.outside(0))
+            self.others = {path: f"nslab-{token(12)}\n{token(20)}\n" for path in self.neighbours}
+            files = [(self.path, self.secret), *self.others.items()]
+            trial.random.shuffle(files)
+            for path, text in files:
+                plant_secret(in_sandbox(self.warden, path), text, self.run.ids.outside(0))
             self.warden.go()
         except BaseException:
             self.warden.close()
@@ -122,7 +135,8 @@ class Escape:
 
     def _prepare(self, argv: list[str]) -> None:
         build_jail(self.jail)
-        os.makedirs(os.path.dirname(self.path), mode=0o700)
+        for folder in self.folders:
+            os.makedirs(folder, mode=0o700)
 
     def _enter(self, argv: list[str]) -> None:
         errors = os.open(self.errors, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -152,6 +166,12 @@ class Escape:
     def printed_secret(self) -> bool:
         return self.secret.strip() in output(self.run)
 
+    def printed_others(self) -> list[str]:
+        """The files beside PATH whose contents (any line of them) are in the output."""
+        printed = output(self.run)
+        return [path for path, text in self.others.items()
+                if any(line in printed for line in text.split())]
+
     def close(self) -> None:
         self.warden.close()
 
@@ -173,10 +193,12 @@ def prints_secret(trial: Trial) -> None:
     """"solution must print that file's contents to standard output"
 
     The file's contents (random, written from outside after the sandbox is
-    up, at a random path outside the jail) must appear on standard output,
-    the terminal; standard error goes to a file of the sandbox's and does
-    not count.  The solution may take its time (up to 15 s) and leave
-    anything behind.
+    up, at a random path and depth outside the jail) must appear on standard
+    output, the terminal; standard error goes to a file of the sandbox's and
+    does not count.  Other readable files lie beside PATH (in its folder, in
+    a sibling folder under PATH's name, in the folder above), with contents
+    of the same shape: none of theirs may be printed (1 point of 4 then).
+    The solution may take its time (up to 15 s) and leave anything behind.
     """
     with Escape(trial) as run:
         ended = "it did not end"
@@ -189,6 +211,13 @@ def prints_secret(trial: Trial) -> None:
                            "print(), sys.stdout, cat")
             raise Fail(f"the contents of {run.path} are not in the output ({ended})",
                        expected=run.secret.strip(), seen=run.seen(), hint=HINT_ESCAPE)
+        others = run.printed_others()
+        if others:
+            raise Fail(f"besides the contents of {run.path}, the output holds those of other files",
+                       points=1, expected=f"the contents of {run.path} only",
+                       seen=f"the contents of {', '.join(others)} too",
+                       hint="open and print the one file PATH (sys.argv[1]) names, once out of "
+                            "the jail: not a fixed path, not every file of its folder")
 
 
 @exercise.check(1, "exits with status 0", needs=[prints_secret])

@@ -50,33 +50,26 @@ umount(2) (MNT_DETACH), busybox(1).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import select
-import signal
-import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from labkit import jail as labjail
 from labkit import mount as mounts
-from labkit import syscalls
 
 from .. import observe, pause
 from ..engine import Exercise, Trial
 from ..exits import SHELL_RANDOM
-from ..feedback import Fail
-from ..feedback import differences
+from ..feedback import Fail, differences
 from ..observe import mount_table
 from ..rootview import (
     KERNEL_VIEWS,
-    link_or_reason,
     describe,
     every_mount_of,
     host_files_shown,
+    link_or_reason,
     look_from_inside,
     namespace_view,
+    others_leading_out,
     place_of,
     same_file,
 )
@@ -132,6 +125,9 @@ class Jail:
         self.host_files = {m.major_minor for m in table if m.fstype not in KERNEL_VIEWS}
         self.rootfs_place = place_of(table, self.rootfs)
         self.host_mounts = mount_table(warden)
+        # The host's mount table is watched for the whole run, not only before and after.
+        self.host_watch = (self.trial.keep(observe.MountTableWatch(warden, self.host_mounts))
+                           if self.host_mounts else None)
         self.host_mnt = observe.namespace(warden, "mnt")
         self.warden.go()
         return self.run
@@ -306,13 +302,16 @@ def old_root_detached(trial: Trial) -> None:
     No mount of COMMAND's namespace (mountinfo, and listmount(2) where the
     kernel has it) shows the host's files outside ROOTFS; no directory
     descriptor COMMAND holds, and not its working directory, leads out by
-    "..".  Seen by a child of the grader that takes COMMAND's place
-    (nsenter --mount --root --wd).
+    "..", nor do those of any other process in COMMAND's mount namespace (a
+    helper the solution left beside COMMAND, reachable through /proc/PID/):
+    its root, working directory and directory descriptors.  Seen by a child
+    of the grader that takes COMMAND's place (nsenter --mount --root --wd).
     """
     with Jail(trial) as jail:
         pid = jail.hold()
         view, inside = namespace_view(pid), look_from_inside(pid, jail.outside)
         every = every_mount_of(pid)  # None before Linux 6.8: mountinfo only, then
+        others = others_leading_out(pid, observe.descendants(jail.run.init_pid))
         jail.release()
         if view is None or inside is None:
             raise Fail("the grader could not enter COMMAND's mount namespace")
@@ -345,6 +344,14 @@ def old_root_detached(trial: Trial) -> None:
             raise Fail("COMMAND's working directory is outside its root: \"..\" from there leads "
                        "into the host's files", hint="chdir(\"/\") after pivot_root(2): it moves "
                        "only a working directory that was the old root itself (see its NOTES)")
+        if others:
+            raise Fail("a process that stays beside COMMAND, in its mount namespace, leads out of "
+                       "the jail: COMMAND reaches it through /proc/PID/root, cwd or fd",
+                       seen=", ".join(others),
+                       hint="leave no process of yours in the jail's mount namespace with a root, "
+                            "working directory or open directory outside ROOTFS: exec COMMAND in "
+                            "the process that did pivot_root, or let a helper chdir(\"/\") and "
+                            "close what it opened of the old root")
 
 
 @exercise.check(2, "the escape of exercise 2 fails in the jail", needs=[runs_command])
@@ -398,19 +405,26 @@ def mounts_stay_inside(trial: Trial) -> None:
 def host_mounts_unchanged(trial: Trial) -> None:
     """"and the host's mount table is unchanged."
 
-    The host's mount table (the warden's, mount IDs left out) after the
-    solution is the one before it.
+    The host's mount table (the warden's, mount IDs left out) is the one
+    from before the solution, after it and all the time it runs: the kernel
+    tells the grader of each change of that table (poll(2) on
+    /proc/PID/mountinfo, grader/observe.py), and the grader reads it then.
     """
     with Jail(trial) as jail:
         jail.hold(f"mount -t tmpfs nslab-{trial.token()} /tmp; ")
         jail.release()
         after = mount_table(jail.warden.pid)
+        during = jail.host_watch.close() if jail.host_watch else []
+        hint = ("build the jail in a new mount namespace (unshare(CLONE_NEWNS)) with / made "
+                "private first: the bind mount, pivot_root and every mount then stay in it, and "
+                "vanish with it")
         if after != jail.host_mounts:
             raise Fail("the host's mount table changed (+ added, - removed)",
-                       seen=differences(jail.host_mounts, after or []),
-                       hint="build the jail in a new mount namespace (unshare(CLONE_NEWNS)) with / "
-                            "made private first: the bind mount, pivot_root and every mount then "
-                            "stay in it, and vanish with it")
+                       seen=differences(jail.host_mounts, after or []), hint=hint)
+        if during:
+            raise Fail("the host's mount table changed while COMMAND ran, even if it was put back "
+                       "afterwards (+ added, - removed)",
+                       seen=differences(jail.host_mounts, during[0]), hint=hint)
 
 
 def start_jailed(trial: Trial) -> Callable[[list[str]], Started]:

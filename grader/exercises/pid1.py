@@ -75,6 +75,20 @@ def solution_of(run: Session, timeout: float = START) -> int | None:
     return None
 
 
+# Orphans of three kinds: in COMMAND's process group, in a process group of
+# their own (setpgid(2), by perl), in a session of their own (setsid(1)).
+ORPHAN_KINDS = ("group", "own-group", "session")
+
+
+def orphan_kind(kind: str, seconds: float) -> str:
+    """A shell command that sleeps SECONDS in a process of KIND (see ORPHAN_KINDS)."""
+    if kind == "own-group":
+        return f"perl -e 'setpgrp(0, 0); select(undef, undef, undef, {seconds})'"
+    if kind == "session":
+        return f"setsid sleep {seconds}"
+    return f"sleep {seconds}"
+
+
 def start_holding(trial: Trial, before: str = "") -> tuple[Session, int, int]:
     """Start the solution with a COMMAND that runs BEFORE, says "ready TAG", and pauses.
 
@@ -191,22 +205,32 @@ def reaps_orphans(trial: Trial) -> None:
 
     COMMAND leaves orphans ((sleep T &)) in two batches, the first ending
     while the grader holds the solution stopped (their SIGCHLDs arrive as
-    one).  The grader reads the state of every process below the solution
-    (/proc/PID/stat) every 20 ms: none but COMMAND's own children may stay
-    in state Z for more than one second.
+    one), the second ending one by one over about three seconds, in
+    COMMAND's process group, in other process groups and in other sessions.
+    The grader reads the state of every process below the solution
+    (/proc/PID/stat) every 20 ms for all that time: none but COMMAND's own
+    children may stay in state Z for more than one second (counted from
+    when the grader first sees it).
     """
     # Two batches of orphans: COMMAND's subshells exit at once, so their sleeps are
     # reparented to PID 1.  The first batch ends while the grader holds the solution
     # stopped (SIGSTOP, which an ancestor namespace may send to a PID 1): their
     # SIGCHLDs arrive as one, as they may on any busy machine, and one waitpid(2)
     # per SIGCHLD is not enough.  The second batch ends while the solution runs.
+    # The second batch ends over about three seconds, one orphan every 0.4 s or
+    # so, each in COMMAND's process group, in a process group of its own, or in
+    # a session of its own: a reaper that wakes only now and then (every 2 s),
+    # or waits only for its own process group (waitpid(0)), leaves one of them
+    # a zombie for more than a second.
     first = [trial.number(2, 4) / 10 for _ in range(3)]
-    later = sorted(trial.number(1, 4) / 10 for _ in range(trial.number(2, 3)))
+    later = [round(0.2 + 0.4 * k + trial.number(0, 15) / 100, 2) for k in range(7)]
+    kinds = [orphan_kind(trial.choice(ORPHAN_KINDS), t) for t in later]
+    trial.random.shuffle(kinds)
     tag = f"pid1-{trial.token()}"
     one, two = pause_fifo(trial), pause_fifo(trial)
     script = (f"mkfifo {one} {two}; for t in {' '.join(map(str, first))}; do (sleep $t &); done; "
               f'echo "ready $0"; {pause.pause(one)}; '
-              f"for t in {' '.join(map(str, later))}; do (sleep $t &); done; "
+              + "".join(f"({kind} &); " for kind in kinds) +
               f'echo "started $0"; {pause.pause(two)}; echo "got bye $0"')
     command = ["/bin/sh", "-c", script, tag]
     run = trial.run(*command, hook=as_pid1)
@@ -223,8 +247,9 @@ def reaps_orphans(trial: Trial) -> None:
         os.kill(solution, signal.SIGCONT)
     go_on(run)
     run.expect(f"started {tag}", timeout=5, what=f"COMMAND's second line 'started {tag}'")
-    run.transcript.note(f"COMMAND leaves {len(later)} more orphans, which end after "
-                        f"{' '.join(map(str, later))} s; the grader watches for zombies")
+    run.transcript.note(f"COMMAND leaves {len(later)} more orphans, some in other process groups "
+                        f"and sessions, which end after {' '.join(map(str, later))} s; the grader "
+                        "watches for zombies")
     worst = watch_zombies(solution, pid, until=time.monotonic() + max(later) + ZOMBIE_LIMIT + 0.3)
     release(run)
     if worst:
@@ -238,9 +263,12 @@ def reaps_orphans(trial: Trial) -> None:
 def forwards_signals(trial: Trial) -> None:
     """"forward SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 that it receives to COMMAND;"
 
-    The grader sends the six signals, in random order, to the solution's
-    PID, never to COMMAND; COMMAND (a shell) traps each and prints a line
-    naming it.  Points in proportion to the signals that arrive.
+    The grader sends each of the six signals twice, in random order, to the
+    solution's PID, never to COMMAND, waiting for COMMAND's report of one
+    (up to 2 s) before it sends the next; halfway, it stops COMMAND
+    (SIGSTOP) and continues it (SIGCONT).  COMMAND (a shell) traps each
+    signal and prints a line naming it.  Points in proportion to the
+    signals that arrive as often as they were sent.
     """
     tag = f"pid1-{trial.token()}"
     command = trapping_command(tag)
@@ -249,16 +277,32 @@ def forwards_signals(trial: Trial) -> None:
     solution = solution_of(run)
     if solution is None:
         raise Fail("the solution is gone after COMMAND started", hint=HINT_EXEC)
-    order = list(FORWARDED)
+    # Each signal twice, in random order, each sent once COMMAND has reported the
+    # one before; halfway, COMMAND is stopped and continued (SIGSTOP, SIGCONT),
+    # and the init must go on forwarding.
+    order = list(FORWARDED) * 2
     trial.random.shuffle(order)
-    got, missing = forward_and_collect(run, solution, tag, order)
+    pid = run.find(command) or run.find(tag)
+
+    def stop_and_continue(i: int) -> None:
+        if i == len(order) // 2 - 1 and pid is not None:
+            run.transcript.note("stops COMMAND (SIGSTOP), then continues it (SIGCONT)")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                time.sleep(0.3)
+                os.kill(pid, signal.SIGCONT)
+
+    got, missing = forward_and_collect(run, solution, tag, order, between=stop_and_continue)
     if missing:
-        share = 3 * len(got) / len(FORWARDED)
-        raise Fail(f"COMMAND did not receive {', '.join(missing)}, sent to the solution",
-                   expected="each of the six signals passed on to COMMAND (kill(2))",
-                   seen=f"COMMAND reported {len(got)} of 6", points=round(share, 2),
+        share = 3 * (len(FORWARDED) - len(missing)) / len(FORWARDED)
+        raise Fail(f"COMMAND did not receive every signal sent to the solution: {', '.join(missing)}",
+                   expected="each of the six signals passed on to COMMAND (kill(2)) every time "
+                            "it comes, in whatever order, also after COMMAND was stopped and "
+                            "continued",
+                   seen=f"COMMAND reported {len(got)} of 6 at least once", points=round(max(share, 0), 2),
                    hint="as PID 1 the solution gets only signals it handles: install a handler "
-                        "(or block them and take them with sigwaitinfo(2)) and kill(COMMAND, sig)")
+                        "(or block them and take them with sigwaitinfo(2)) and kill(COMMAND, sig), "
+                        "each time; a stopped COMMAND (WIFSTOPPED) has not ended")
 
 
 @exercise.check(2, "the exit status is COMMAND's", needs=[runs_command])

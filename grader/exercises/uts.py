@@ -12,6 +12,10 @@ started the solution: its UTS namespace and hostname are read from outside
 (/proc/PID/ns/uts, nsenter(1)) while COMMAND is still running, and compared
 with COMMAND's, and the kernel reports every call that sets a hostname
 (grader/seccomp.py), so that a change put back at once counts too; so is the default shell's, whatever the shell prints.
+The caller's hostname is also watched in every run of every check, from
+outside, from the start of the run to its end (CallerHostname): a solution
+that changes it only in some runs, or only when it sees no seccomp filter,
+fails every check whose run it changed.
 COMMAND's exit code is drawn by COMMAND itself and its killing signal by
 the grader, and the kernel reports how COMMAND really ended
 (grader/exits.py): a solution cannot read its status out of COMMAND's
@@ -36,7 +40,37 @@ from ..session import START
 from ..seccomp import HostnameWatch
 from ..status import exit_code_check, signal_status_check
 
-exercise = Exercise("uts", "your own hostname")
+HINT_CALLER = ("the hostname was set before unshare(CLONE_NEWUTS), or in the parent process: only "
+               "the process that made the new namespace (or its children) may call sethostname(2)")
+
+
+class CallerHostname:
+    """Exercise WATCH: "The hostname of the caller's UTS namespace is never changed", in every run.
+
+    The caller's (the sandbox's PID 1) hostname is watched from outside from
+    the start of the run to the end of the check (grader/observe.py,
+    HostnameWatch): a change left in place, or one that lasts more than a
+    few milliseconds, fails whichever check the run belongs to, whether or
+    not the run has a seccomp filter to see.
+    """
+
+    def __init__(self, run: Session) -> None:
+        self.expected = run.box.hostname
+        self.watch = observe.HostnameWatch(run.init_pid, self.expected)
+
+    def verdict(self) -> None:
+        seen = self.watch.close()
+        if seen:
+            raise Fail("the hostname of the caller's UTS namespace changed during the run",
+                       expected=f"the caller's hostname stays {self.expected}, in every run",
+                       seen=f"the caller's hostname was {', '.join(map(repr, seen))}",
+                       hint=HINT_CALLER)
+
+    def close(self) -> None:
+        self.watch.close()
+
+
+exercise = Exercise("uts", "your own hostname", watch=CallerHostname)
 
 HINT_EXEC = ("run COMMAND with its arguments as they are, e.g. os.execvp(command[0], command) "
              "after the namespace is set up, or subprocess.run(command) and wait for it")
@@ -164,8 +198,7 @@ def caller_hostname_unchanged(trial: Trial) -> None:
     watch.close()
     if watch.errors:
         raise RuntimeError(f"the hostname watch failed: {watch.errors[0]!r}")
-    hint = ("the hostname was set before unshare(CLONE_NEWUTS), or in the parent process: only "
-            "the process that made the new namespace (or its children) may call sethostname(2)")
+    hint = HINT_CALLER
     if seen != run.box.hostname:
         raise Fail("the hostname changed outside, in the caller's UTS namespace",
                    expected=f"the caller's hostname stays {run.box.hostname}", seen=seen, hint=hint)
