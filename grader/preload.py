@@ -48,6 +48,8 @@ def preload() -> None:
     json.dumps(fmt.to_gradescope(dummy), indent=2)
     fmt.to_junit([dummy])
     fmt.to_csv([dummy], ["uts"])
-    # The progress bar (cli.Progress, on a terminal) draws from a thread while solutions run.
-    for name in ("rich.console", "rich.progress", "rich.live", "rich.live_render", "rich.control"):
+    # The progress bar (cli.Progress, on a terminal) draws from a thread while solutions run;
+    # selftest prints its table with labkit.output.
+    for name in ("rich.console", "rich.progress", "rich.live", "rich.live_render", "rich.control",
+                 "labkit.output"):
         importlib.import_module(name)
