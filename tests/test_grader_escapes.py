@@ -55,7 +55,8 @@ ROUTES = {
     "proc_1_root": "/proc/1/root and /proc/1/cwd of the sandbox's init",
     "proc_pid_root_of_machine": "/proc/PID/root of a machine process: in /proc, a fresh proc, "
                                 "or the machine's proc under the sandbox's",
-    "inherited_descriptors": "descriptors 3 and up of its own, walked up with ..",
+    "inherited_descriptors": "descriptors 3 and up of its own (the runner leaked one of the "
+                             "class folder into the grader), walked up with ..",
     "descriptors_of_the_sandbox_init": "/proc/1/fd/* of the sandbox's init, walked up with ..",
     "open_by_handle_at": "open_by_handle_at(2) with handles of the kit's files",
     "ptrace_the_sandbox_init": "PTRACE_SEIZE of the sandbox's PID 1 and a read of its memory",
@@ -161,9 +162,16 @@ class Lab:
         (folder / "targets.json").write_text(json.dumps(self.targets(route)))
         env = {**os.environ, "PYTHONPATH": str(self.kit), "PYTHONDONTWRITEBYTECODE": "1",
                SECRET: self.tokens["secret"]}
-        return subprocess.run([sys.executable, "-m", "grader", "check", "uts", "--student",
-                               str(self.workspace), "--format", "json"],
-                              cwd=self.kit, env=env, capture_output=True, text=True, timeout=600)
+        # A careless runner leaks a descriptor of the class folder into the grader: the
+        # solution must not get it, nor reach it through the grader's processes.
+        leaked = os.open(self.klass, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            return subprocess.run([sys.executable, "-m", "grader", "check", "uts", "--student",
+                                   str(self.workspace), "--format", "json"], pass_fds=(leaked,),
+                                  cwd=self.kit, env=env, capture_output=True, text=True,
+                                  timeout=600)
+        finally:
+            os.close(leaked)
 
     def remove(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)
