@@ -11,6 +11,7 @@
     seccomp     every call that sets a hostname, handed to the grader (seccomp_unotify)
     listmount   every mount of a namespace, hidden ones too (Linux 6.8)
     report      text, JSON, JUnit XML, Gradescope, CSV
+    preload     all of the above, loaded before the first solution runs
     selftest/   starters score 0, references full marks, mutants fail their checks
     cli         the grader command
 

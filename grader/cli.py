@@ -125,6 +125,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     require_root()
+    from .preload import preload
+
+    preload()  # before any solution runs: the verdict never comes from code loaded after
     from .exercises import all_exercises
 
     known = all_exercises()
@@ -293,6 +296,9 @@ def check_environment(exercises: Sequence) -> None:
 
 def cmd_selftest(args: argparse.Namespace) -> int:
     require_root()
+    from .preload import preload
+
+    preload()
     from labkit.output import table
 
     from . import selftest
