@@ -121,7 +121,7 @@ def default_jobs(exercises: Sequence, machine: Machine | None = None) -> tuple[i
     jobs = max(1, min(bounds.values()))
     limit = min(bounds, key=bounds.get)
     why = {"CPUs": f"{m.cpus} CPUs, each student keeps about {CPU_SHARE:g} of one busy",
-           "memory": f"{m.memory >> 20} MiB available, {(memory + WORKER_MEMORY) >> 20} MiB "
+           "memory": f"{m.memory >> 20} MiB of memory available, {(memory + WORKER_MEMORY) >> 20} MiB "
                      "per student at its limits",
            "pids": f"room for {m.pids} more processes, {pids + WORKER_PIDS} per student at its "
                    "limits",
@@ -290,7 +290,7 @@ def grade_class(folders: Sequence[Path], names: Sequence[str], exercises: Sequen
     selector = selectors.DefaultSelector()
     try:
         queue = list(reversed(todo))
-        while queue or running:
+        while running or (queue and stop["at"] is None):
             while queue and len(running) < jobs and stop["at"] is None:
                 folder, name, digest = queue.pop()
                 w = _start(folder, name, digest, exercises, asked, hide, grader,
@@ -305,6 +305,8 @@ def grade_class(folders: Sequence[Path], names: Sequence[str], exercises: Sequen
                         os.kill(w.pid, signal.SIGKILL)
             for key, _ in selector.select(timeout=0.5):
                 kind, w = key.data
+                if w.pid not in running:  # its exit came first in this batch: read and closed
+                    continue
                 if kind == "pipe":
                     _read(w, board)
                     continue
