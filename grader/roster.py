@@ -58,6 +58,7 @@ from .feedback import Status
 STORE_FORMAT = "nslab-grader-student/1"
 STOP_GRACE = 15.0  # seconds a worker gets to clean up after SIGINT before SIGKILL
 NOT_GRADED = "not graded"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 # What grading one student costs, measured with bench/grade_class.py on the
 # 2-core lab machine (12 students x 8 exercises, -j 1): CPU seconds (grader,
@@ -249,6 +250,7 @@ class _Worker:
     name: str
     started: float
     buffer: bytes = b""
+    stopped: bool = False  # sent SIGINT
 
 
 def grade_class(folders: Sequence[Path], names: Sequence[str], exercises: Sequence,
@@ -256,39 +258,39 @@ def grade_class(folders: Sequence[Path], names: Sequence[str], exercises: Sequen
     """Grade each of FOLDERS (students NAMES), JOBS at a time; keep results in STORE."""
     asked = [e.name for e in exercises]
     outcome = Outcome(list(names))
-    run_tmp = Path(tempfile.mkdtemp(prefix="nslab-class-"))
-    keep_dir = store or run_tmp / "kept"
-    keep_dir.mkdir(parents=True, exist_ok=True)
-    for stale in keep_dir.glob(".*.part"):
-        with contextlib.suppress(OSError):
-            stale.unlink()
-    hide = [*hide, str(run_tmp), str(keep_dir.resolve())]
-    grader = grader_hash()
-    todo = []
-    for folder, name in zip(folders, names, strict=True):
-        digest = workspace_hash(folder, asked)
-        report = load_kept(kept_path(keep_dir, folder), asked, digest, grader)
-        if report is not None:
-            report.student = name
-            outcome.reports[name] = report
-            outcome.kept.append(name)
-        else:
-            todo.append((folder, name, digest))
-    board.begin(len(names), len(todo), len(outcome.kept), jobs)
-
     running: dict[int, _Worker] = {}
     stop = {"at": None}
 
     def on_signal(signum, frame) -> None:  # forward, and start no one else
         if stop["at"] is None:
             stop["at"] = time.monotonic()
-        for w in running.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(w.pid, signal.SIGINT)
+        _forward(running)
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     selector = selectors.DefaultSelector()
+    run_tmp = None
     try:
+        run_tmp = Path(tempfile.mkdtemp(prefix="nslab-class-"))
+        keep_dir = store or run_tmp / "kept"
+        keep_dir.mkdir(parents=True, exist_ok=True)
+        for stale in keep_dir.glob(".*.part"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        hide = [*hide, str(run_tmp), str(keep_dir.resolve())]
+        grader = grader_hash()
+        todo = []
+        for folder, name in zip(folders, names, strict=True):
+            if stop["at"] is not None:
+                break
+            digest = workspace_hash(folder, asked)
+            report = load_kept(kept_path(keep_dir, folder), asked, digest, grader)
+            if report is not None:
+                report.student = name
+                outcome.reports[name] = report
+                outcome.kept.append(name)
+            else:
+                todo.append((folder, name, digest))
+        board.begin(len(names), len(todo), len(outcome.kept), jobs)
         queue = list(reversed(todo))
         while running or (queue and stop["at"] is None):
             while queue and len(running) < jobs and stop["at"] is None:
@@ -299,6 +301,8 @@ def grade_class(folders: Sequence[Path], names: Sequence[str], exercises: Sequen
                 selector.register(w.pipe, selectors.EVENT_READ, ("pipe", w))
                 selector.register(w.pidfd, selectors.EVENT_READ, ("exit", w))
                 board.started(name)
+            if stop["at"] is not None:
+                _forward(running)  # a worker forked as the signal came did not get it
             if stop["at"] is not None and time.monotonic() - stop["at"] > STOP_GRACE:
                 for w in running.values():
                     with contextlib.suppress(ProcessLookupError):
@@ -336,10 +340,20 @@ def grade_class(folders: Sequence[Path], names: Sequence[str], exercises: Sequen
         selector.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
-        shutil.rmtree(run_tmp, ignore_errors=True)
+        if run_tmp is not None:
+            shutil.rmtree(run_tmp, ignore_errors=True)
         board.end()
     outcome.interrupted = stop["at"] is not None
     return outcome
+
+
+def _forward(running: dict[int, _Worker]) -> None:
+    """Ask each worker not asked yet to stop: SIGINT unwinds its check and its sandboxes."""
+    for w in running.values():
+        if not w.stopped:
+            w.stopped = True
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w.pid, signal.SIGINT)
 
 
 def _digest_of(todo, folder: Path) -> str:
@@ -369,7 +383,14 @@ def _start(folder: Path, name: str, digest: str, exercises: Sequence, asked: lis
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    pid = os.fork()
+    # SIGINT is held over the fork: the worker takes it once its own handler is in place.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    pid = -1
+    try:
+        pid = os.fork()
+    finally:
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     if pid == 0:  # the worker; never returns
         os.close(r)
         for other in running.values():
@@ -388,12 +409,13 @@ def _work(folder: Path, name: str, digest: str, exercises: Sequence, asked: list
     code = 3
     try:
         def stop(signum, frame):  # once: the cleanup that follows must not be interrupted
-            for s in (signal.SIGINT, signal.SIGTERM):
+            for s in STOP_SIGNALS:
                 signal.signal(s, signal.SIG_IGN)
             raise KeyboardInterrupt
 
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in STOP_SIGNALS:
             signal.signal(s, stop)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # not a progress bar's proxies
         own_tmp = run_tmp / f"worker-{os.getpid()}"
         own_tmp.mkdir()
