@@ -113,7 +113,8 @@ def measured(argv: list[str], timeout: float | None = None) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"wall": wall, "cpu": cpu, "peak_rss_mib": after.ru_maxrss / 1024,
-            "returncode": out.returncode, "stderr": out.stderr[-2000:], "stdout": out.stdout}
+            "returncode": out.returncode, "stderr": out.stderr[-2000:], "stdout": out.stdout,
+            "stderr_head": out.stderr[:500]}
 
 
 def grade_class(grader: str, top: Path, jobs: str, csv: Path) -> dict:
@@ -230,6 +231,23 @@ def report(figures: dict, out=sys.stdout) -> None:
         per = r["wall"] / (n + 1)
         print(f"{'-j ' + jobs:24} {r['wall']:8.1f} {r['cpu']:8.1f} {r['peak_rss_mib']:9.0f} "
               f"{per:10.2f} {r['cpu'] / (n + 1):12.2f} {per * GOAL_STUDENTS:12.0f}s", file=out)
+    runs = figures["class"]
+    base_jobs = "1" if "1" in runs else next(iter(runs), None)
+    if base_jobs is not None and len(runs) > 1:
+        base = runs[base_jobs]
+        print(f"\nagainst -j {base_jobs} (same class, same run):", file=out)
+        for jobs, r in runs.items():
+            if jobs == base_jobs:
+                continue
+            same = "same CSV" if r.get("csv") == base.get("csv") else "CSV DIFFERS"
+            print(f"  -j {jobs:10} {base['wall'] / r['wall']:5.2f}x faster, CPU x"
+                  f"{r['cpu'] / base['cpu']:.2f}, {same}", file=out)
+        print(f"  CPU share at -j {base_jobs}: {base['cpu'] / base['wall']:.3f} CPU s per wall s "
+              "(the default -j takes CPUs / this share; grader/roster.py CPU_SHARE)", file=out)
+    for jobs, r in runs.items():
+        first = r.get("stderr_head", "").splitlines()[:1]
+        if jobs == "default" and first:
+            print(f"  default: {first[0]}", file=out)
     h = figures.get("hostile")
     if h:
         print(f"{'hostile student alone':24} {h['wall']:8.1f} {h['cpu']:8.1f} "
