@@ -198,8 +198,9 @@ def check_class(args: argparse.Namespace, known: dict) -> int:
     try:
         outcome = roster.grade_class(students, names, exercises, hidden_paths(class_dir), jobs,
                                      store, board)
-    except OSError as e:
-        raise UsageError(f"cannot keep results in {store}: {e.strerror}") from None
+    except OSError as e:  # the store cannot be written, or no process can be made
+        raise UsageError(f"cannot grade the class: {e.strerror}"
+                         + (f" ({e.filename})" if e.filename else "")) from None
     write_class_reports(outcome, exercises, args)
     for name in outcome.failed:
         print(f"grader: internal error while grading {name}: not graded (set "

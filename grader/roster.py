@@ -19,7 +19,8 @@ everyone.
 Ctrl-C (SIGINT, or SIGTERM) stops the run at once: each worker gets
 SIGINT, which unwinds its check (every sandbox is killed, its cgroup and
 staging folder removed) and exits without writing a report.  A worker
-that has not ended after ``STOP_GRACE`` seconds is killed, and its
+that has not ended after ``STOP_GRACE`` seconds (or at a second Ctrl-C)
+is killed, and its
 cgroups (named after its PID) are killed and removed for it.  Students
 graded before are in the report; the others are "not graded".
 
@@ -264,6 +265,8 @@ def grade_class(folders: Sequence[Path], names: Sequence[str], exercises: Sequen
     def on_signal(signum, frame) -> None:  # forward, and start no one else
         if stop["at"] is None:
             stop["at"] = time.monotonic()
+        else:  # a second Ctrl-C: no grace
+            stop["at"] = time.monotonic() - STOP_GRACE - 1
         _forward(running)
 
     previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
