@@ -20,9 +20,9 @@ Ctrl-C (SIGINT, or SIGTERM) stops the run at once: each worker gets
 SIGINT, which unwinds its check (every sandbox is killed, its cgroup and
 staging folder removed) and exits without writing a report.  A worker
 that has not ended after ``STOP_GRACE`` seconds (or at a second Ctrl-C)
-is killed, and its
-cgroups (named after its PID) are killed and removed for it.  Students
-graded before are in the report; the others are "not graded".
+is killed, and the cgroups it made (named after its PID) are killed and
+removed for it.  Students graded before are in the report; the others are
+"not graded".
 
 Why a process per student and not a thread: a thread cannot be
 interrupted where it waits, a process can, and each process unwinds its
