@@ -28,6 +28,7 @@ one temporary folder, removed at the end (--keep DIR keeps the class).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -36,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -104,19 +106,61 @@ def make_class(top: Path, students: int, exercises: list[str], seed: int = 11) -
 
 # Measuring --------------------------------------------------------------------------
 
+CGROUP_PREFIX = f"nslab-bench{os.getpid()}"  # the grader's cgroups in these runs: no one else's
+
+
+class Sandboxes(threading.Thread):
+    """Every 20 ms, the grader's sandboxes (its cgroups): how many at once, and the most
+    memory and processes one of them held (memory.peak where the kernel has it)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.done = threading.Event()
+        self.at_once = self.memory = self.pids = 0
+
+    def run(self) -> None:
+        from labkit.cgroup import layout
+
+        where = layout()
+        memory, pids = where.home_of("memory"), where.home_of("pids")
+        while not self.done.wait(0.02):
+            with contextlib.suppress(OSError):
+                names = [n for n in os.listdir(memory) if n.startswith(CGROUP_PREFIX + "-")]
+                self.at_once = max(self.at_once, len(names))
+                for name in names:
+                    for home, files, attr in (
+                            (memory, ("memory.peak", "memory.current", "memory.max_usage_in_bytes"),
+                             "memory"), (pids, ("pids.peak", "pids.current"), "pids")):
+                        for f in files:
+                            with contextlib.suppress(OSError, ValueError):
+                                value = int(Path(home, name, f).read_text())
+                                setattr(self, attr, max(getattr(self, attr), value))
+                                break
+
+    def stop(self) -> dict:
+        self.done.set()
+        self.join()
+        return {"sandboxes_at_once": self.at_once, "sandbox_peak_memory_mib": self.memory / 2**20,
+                "sandbox_peak_pids": self.pids}
+
+
 def measured(argv: list[str], timeout: float | None = None) -> dict:
-    """Run ARGV; its wall time, CPU time (it and every descendant it reaped) and peak RSS."""
+    """Run ARGV; its wall time, CPU time (it and every descendant it reaped), peak RSS, and
+    what its sandboxes held."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy = machine_busy()
+    sandboxes = Sandboxes()
+    sandboxes.start()
     start = time.monotonic()
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, "NSLAB_CGROUP_PREFIX": CGROUP_PREFIX})
     wall = time.monotonic() - start
     busy = machine_busy() - busy
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"wall": wall, "cpu": cpu, "machine_cpu": busy, "peak_rss_mib": after.ru_maxrss / 1024,
             "returncode": out.returncode, "stderr": out.stderr[-2000:], "stdout": out.stdout,
-            "stderr_head": out.stderr[:500]}
+            "stderr_head": out.stderr[:500], **sandboxes.stop()}
 
 
 def machine_busy() -> float:
@@ -259,10 +303,15 @@ def report(figures: dict, out=sys.stdout) -> None:
         if "machine_cpu" in base:
             print(f"  the whole machine meanwhile: {base['machine_cpu'] / base['wall']:.3f} CPU s "
                   "per wall s (kernel threads and anything else running too)", file=out)
+    first = runs.get("default", {}).get("stderr_head", "").splitlines()[:1]
+    if first:
+        print(f"  default: {first[0]}", file=out)
+    print("\nsandboxes (sampled every 20 ms):", file=out)
     for jobs, r in runs.items():
-        first = r.get("stderr_head", "").splitlines()[:1]
-        if jobs == "default" and first:
-            print(f"  default: {first[0]}", file=out)
+        if "sandboxes_at_once" in r:
+            print(f"  -j {jobs:10} at most {r['sandboxes_at_once']} at once; one held at most "
+                  f"{r['sandbox_peak_memory_mib']:.0f} MiB and {r['sandbox_peak_pids']} processes",
+                  file=out)
     h = figures.get("hostile")
     if h:
         print(f"{'hostile student alone':24} {h['wall']:8.1f} {h['cpu']:8.1f} "
