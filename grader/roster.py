@@ -395,12 +395,15 @@ def _start(folder: Path, name: str, digest: str, exercises: Sequence, asked: lis
         if pid != 0:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     if pid == 0:  # the worker; never returns
-        os.close(r)
-        for other in running.values():
-            for fd in (other.pipe, other.pidfd):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        _work(folder, name, digest, exercises, asked, hide, grader, target, run_tmp, w)
+        try:
+            os.close(r)
+            for other in running.values():
+                for fd in (other.pipe, other.pidfd):
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            _work(folder, name, digest, exercises, asked, hide, grader, target, run_tmp, w)
+        finally:
+            os._exit(3)
     os.close(w)
     os.set_blocking(r, False)
     return _Worker(pid, os.pidfd_open(pid), r, folder, name, time.monotonic())
