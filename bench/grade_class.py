@@ -28,6 +28,7 @@ one temporary folder, removed at the end (--keep DIR keeps the class).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -36,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -104,16 +106,71 @@ def make_class(top: Path, students: int, exercises: list[str], seed: int = 11) -
 
 # Measuring --------------------------------------------------------------------------
 
+CGROUP_PREFIX = f"nslab-bench{os.getpid()}"  # the grader's cgroups in these runs: no one else's
+
+
+class Sandboxes(threading.Thread):
+    """Every 20 ms, the grader's sandboxes (its cgroups): how many at once, and the most
+    memory and processes one of them held (memory.peak where the kernel has it)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.done = threading.Event()
+        self.at_once = self.memory = self.pids = 0
+
+    def run(self) -> None:
+        from labkit.cgroup import layout
+
+        where = layout()
+        memory, pids = where.home_of("memory"), where.home_of("pids")
+        while not self.done.wait(0.02):
+            with contextlib.suppress(OSError):
+                names = [n for n in os.listdir(memory) if n.startswith(CGROUP_PREFIX + "-")]
+                self.at_once = max(self.at_once, len(names))
+                for name in names:
+                    for home, files, attr in (
+                            (memory, ("memory.peak", "memory.current", "memory.max_usage_in_bytes"),
+                             "memory"), (pids, ("pids.peak", "pids.current"), "pids")):
+                        for f in files:
+                            with contextlib.suppress(OSError, ValueError):
+                                value = int(Path(home, name, f).read_text())
+                                setattr(self, attr, max(getattr(self, attr), value))
+                                break
+
+    def stop(self) -> dict:
+        self.done.set()
+        self.join()
+        return {"sandboxes_at_once": self.at_once, "sandbox_peak_memory_mib": self.memory / 2**20,
+                "sandbox_peak_pids": self.pids}
+
+
 def measured(argv: list[str], timeout: float | None = None) -> dict:
-    """Run ARGV; its wall time, CPU time (it and every descendant it reaped) and peak RSS."""
+    """Run ARGV; its wall time, CPU time (it and every descendant it reaped), peak RSS, and
+    what its sandboxes held."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy = machine_busy()
+    sandboxes = Sandboxes()
+    sandboxes.start()
     start = time.monotonic()
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, "NSLAB_CGROUP_PREFIX": CGROUP_PREFIX})
     wall = time.monotonic() - start
+    busy = machine_busy() - busy
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": wall, "cpu": cpu, "peak_rss_mib": after.ru_maxrss / 1024,
-            "returncode": out.returncode, "stderr": out.stderr[-2000:], "stdout": out.stdout}
+    return {"wall": wall, "cpu": cpu, "machine_cpu": busy, "peak_rss_mib": after.ru_maxrss / 1024,
+            "returncode": out.returncode, "stderr": out.stderr[-2000:], "stdout": out.stdout,
+            "stderr_head": out.stderr[:500], **sandboxes.stop()}
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent not idle: kernel threads too (ending a
+    network namespace is a kworker's job, charged to no process), and anything else
+    that runs meanwhile (an upper bound on a shared machine)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def grade_class(grader: str, top: Path, jobs: str, csv: Path) -> dict:
@@ -230,6 +287,31 @@ def report(figures: dict, out=sys.stdout) -> None:
         per = r["wall"] / (n + 1)
         print(f"{'-j ' + jobs:24} {r['wall']:8.1f} {r['cpu']:8.1f} {r['peak_rss_mib']:9.0f} "
               f"{per:10.2f} {r['cpu'] / (n + 1):12.2f} {per * GOAL_STUDENTS:12.0f}s", file=out)
+    runs = figures["class"]
+    base_jobs = "1" if "1" in runs else next(iter(runs), None)
+    if base_jobs is not None and len(runs) > 1:
+        base = runs[base_jobs]
+        print(f"\nagainst -j {base_jobs} (same class, same run):", file=out)
+        for jobs, r in runs.items():
+            if jobs == base_jobs:
+                continue
+            same = "same CSV" if r.get("csv") == base.get("csv") else "CSV DIFFERS"
+            print(f"  -j {jobs:10} {base['wall'] / r['wall']:5.2f}x faster, CPU x"
+                  f"{r['cpu'] / base['cpu']:.2f}, {same}", file=out)
+        print(f"  CPU share at -j {base_jobs}: {base['cpu'] / base['wall']:.3f} CPU s per wall s "
+              "(the default -j takes CPUs / this share; grader/roster.py CPU_SHARE)", file=out)
+        if "machine_cpu" in base:
+            print(f"  the whole machine meanwhile: {base['machine_cpu'] / base['wall']:.3f} CPU s "
+                  "per wall s (kernel threads and anything else running too)", file=out)
+    first = runs.get("default", {}).get("stderr_head", "").splitlines()[:1]
+    if first:
+        print(f"  default: {first[0]}", file=out)
+    print("\nsandboxes (sampled every 20 ms):", file=out)
+    for jobs, r in runs.items():
+        if "sandboxes_at_once" in r:
+            print(f"  -j {jobs:10} at most {r['sandboxes_at_once']} at once; one held at most "
+                  f"{r['sandbox_peak_memory_mib']:.0f} MiB and {r['sandbox_peak_pids']} processes",
+                  file=out)
     h = figures.get("hostile")
     if h:
         print(f"{'hostile student alone':24} {h['wall']:8.1f} {h['cpu']:8.1f} "

@@ -21,7 +21,6 @@ import shutil
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -58,9 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a folder holding one workspace per student")
     p.add_argument("--format", choices=("text", "json", "junit", "gradescope"), default="text")
     p.add_argument("--output", metavar="FILE", type=Path, help="write the report to FILE")
-    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
-                   help="grade N students at a time (with --class)")
-    p.add_argument("--csv", metavar="FILE", type=Path, help="also write one line per student to FILE")
+    p.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                   help="grade N students at a time (with --class; default: as many as keep this "
+                        "machine's CPUs busy, about 5 per CPU since grading mostly waits for "
+                        "solutions, fewer if memory or the pids limit would not hold them all; "
+                        "the first line of output says how many)")
+    p.add_argument("--csv", metavar="FILE", type=Path,
+                   help="also write one line per student to FILE; with --class, each student's "
+                        "result is kept in FILE.d/STUDENT.json, and running the same command "
+                        "again (after Ctrl-C, say) grades only the students not kept there, or "
+                        "whose exercise folders, exercises asked or grader changed since")
 
     p = sub.add_parser("selftest", help="check that the grader tells right solutions from wrong",
                        description="Grade the starters (must score 0), the reference solutions "
@@ -134,7 +140,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     unknown = [name for name in args.exercises if name not in known]
     if unknown:
         raise UsageError(f"unknown exercise {', '.join(unknown)} (known: {', '.join(known)})")
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise UsageError("-j needs a number of students to grade at a time, 1 or more")
     for target in (args.output, args.csv):
         if target is not None:
@@ -142,7 +148,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     args.exercises = list(dict.fromkeys(args.exercises))  # each exercise once: "uts uts" is uts
     if args.class_dir is not None:
         return check_class(args, known)
-    if args.jobs != 1:
+    if args.jobs not in (None, 1):
         raise UsageError("-j grades several students at a time: use it with --class DIR")
 
     from .engine import grade
@@ -168,7 +174,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def check_class(args: argparse.Namespace, known: dict) -> int:
-    from .engine import grade
+    """Grade every workspace of the class folder: grader/roster.py does the work."""
+    from . import roster
     from .sandbox import hidden_paths
 
     if args.format == "gradescope":
@@ -177,21 +184,68 @@ def check_class(args: argparse.Namespace, known: dict) -> int:
     if not class_dir.is_dir():
         raise UsageError(f"there is no class folder {class_dir}: give --class DIR, a folder "
                          "with one workspace per student")
-    students = sorted(p for p in class_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    store = roster.store_for(args.csv or args.output)
+    if store is not None:
+        store = store.resolve()
+        if store.exists() and not store.is_dir():
+            raise UsageError(f"cannot keep results in {store}: it is not a folder")
+    students = sorted(p for p in class_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+                      and p != store)
     if not students:
         raise UsageError(f"{class_dir} holds no student workspace (one folder per student)")
     exercises = [known[n] for n in (args.exercises or known)]
     check_environment(exercises)
-    hide = hidden_paths(class_dir)
-    with Progress([s.name for s in students], exercises) as progress:
-        def one(workspace: Path):
-            return grade(printable_name(workspace.name), workspace, exercises, hide,
-                         progress.advancer(workspace.name))
+    jobs, why = (args.jobs, "") if args.jobs else roster.default_jobs(exercises)
+    names = [printable_name(s.name) for s in students]
+    board = roster.Board(why, store, sum(len(e.checks) for e in exercises))
+    try:
+        outcome = roster.grade_class(students, names, exercises, hidden_paths(class_dir), jobs,
+                                     store, board)
+    except OSError as e:  # the store cannot be written, or no process can be made
+        raise UsageError(f"cannot grade the class: {e.strerror}"
+                         + (f" ({e.filename})" if e.filename else "")) from None
+    write_class_reports(outcome, exercises, args)
+    for name in outcome.failed:
+        print(f"grader: internal error while grading {name}: not graded (set "
+              "NSLAB_GRADER_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+    if outcome.interrupted:
+        kept = f"; kept in {store}, run the same command again to grade the rest" if store else ""
+        print(f"grader: interrupted: {len(outcome.graded)} of {len(names)} students graded, "
+              f"{len(outcome.not_graded)} not graded{kept}", file=sys.stderr)
+        return 130
+    if outcome.failed:
+        return EXIT_USAGE
+    return EXIT_PASSED if all(r.passed for r in outcome.graded) else EXIT_FAILED
 
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            reports = list(pool.map(one, students))
-    write_reports(reports, exercises, args, whole_class=True)
-    return EXIT_PASSED if all(r.passed for r in reports) else EXIT_FAILED
+
+def write_class_reports(outcome, exercises, args: argparse.Namespace) -> None:
+    """The class's report and CSV: the students graded, and those not graded (Ctrl-C)."""
+    from . import report as fmt
+    from . import roster
+
+    names = [e.name for e in exercises]
+    if args.csv:
+        _write(args.csv, roster.csv_text(outcome, names, fmt.to_csv))
+    if not outcome.not_graded:
+        write_reports(outcome.graded, exercises, args, whole_class=True)
+        return
+    # Some were not graded: the text and JSON reports say who.
+    out = open(args.output, "w") if args.output else sys.stdout
+    try:
+        if args.format == "json":
+            data = fmt.class_json(outcome.graded)
+            data["not_graded"] = outcome.not_graded
+            out.write(json.dumps(data, indent=2) + "\n")
+        elif args.format == "junit":
+            out.write(fmt.to_junit(outcome.graded))
+        else:
+            if outcome.graded:
+                fmt.print_class_text(outcome.graded, names, out, False)
+            out.write(f"{roster.NOT_GRADED}: {', '.join(outcome.not_graded)}\n")
+        out.flush()
+    finally:
+        if out is not sys.stdout:
+            out.close()
 
 
 def write_reports(reports, exercises, args: argparse.Namespace, whole_class: bool = False) -> None:
