@@ -80,6 +80,7 @@ def cmd_classroom(args: argparse.Namespace) -> int:
         raise UsageError(f"--kit-url {url!r}: give a plain URL or path (no spaces or quotes)")
     if not REF.fullmatch(ref):
         raise UsageError(f"--kit-ref {ref!r}: give a commit or a tag name")
+    ref = full_commit(ref)
     if args.dir.exists() and (not args.dir.is_dir() or any(args.dir.iterdir())):
         raise UsageError(f"{args.dir} exists and is not an empty folder: give a new one")
     init(args.dir, [known[n] for n in names], url, ref)
@@ -100,6 +101,19 @@ def _git(*argv: str, what: str) -> str:
     except (OSError, subprocess.SubprocessError):
         raise UsageError(f"cannot read {what}") from None
     return out.stdout.strip()
+
+
+def full_commit(ref: str) -> str:
+    """REF, or the whole commit id if REF abbreviates one: `git fetch` takes only whole ones."""
+    from .cli import UsageError
+
+    if not re.fullmatch(r"[0-9a-f]{4,39}", ref):
+        return ref
+    try:
+        return _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", what="")
+    except UsageError:
+        raise UsageError(f"--kit-ref {ref}: an abbreviated commit that this checkout does not "
+                         "have; give the whole commit id (40 hex digits), or a tag") from None
 
 
 def init(dest: Path, exercises: Sequence, kit_url: str, kit_ref: str) -> None:

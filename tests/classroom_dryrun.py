@@ -108,7 +108,7 @@ class DryRun:
         self.repository = repository
         spec = yaml.safe_load((repository / ".github/workflows/classroom.yml").read_text())
         (_, job_spec), = spec["jobs"].items()
-        runner = self._fresh_runner()
+        runner = self.runner = self._fresh_runner()
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "HOME": str(runner["home"]), "LANG": "C.UTF-8", "CI": "true",
                "GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(self.workspace),
@@ -188,10 +188,7 @@ class DryRun:
         output_file.touch()
         env_file.touch()
         step_env.update(GITHUB_OUTPUT=str(output_file), GITHUB_ENV=str(env_file))
-        argv = ["unshare", "--mount", "--propagation", "private", "--", "bash", "-c",
-                PRIVATE_MOUNTS, "dryrun", str(runner["apt"]), str(runner["bin-upper"]),
-                str(runner["bin-work"]), str(runner["sysctl"]), str(runner["root-cache"]),
-                "bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)]
+        argv = self._private(runner, "bash", "--noprofile", "--norc", "-eo", "pipefail", str(script))
         cwd = self.workspace / step.get("working-directory", "")
         r = subprocess.run(argv, cwd=cwd, env=step_env, capture_output=True, text=True,
                            timeout=1800)
@@ -200,6 +197,20 @@ class DryRun:
             raise StepFailed(f"exit status {r.returncode}\n{text}")
         env.update(parse_commands_file(env_file))
         return parse_commands_file(output_file), text
+
+    @staticmethod
+    def _private(runner: dict[str, Path], *argv: str) -> list[str]:
+        """ARGV in a mount namespace of its own, with the runner's machine-wide folders."""
+        return ["unshare", "--mount", "--propagation", "private", "--", "bash", "-c",
+                PRIVATE_MOUNTS, "dryrun", str(runner["apt"]), str(runner["bin-upper"]),
+                str(runner["bin-work"]), str(runner["sysctl"]), str(runner["root-cache"]), *argv]
+
+    def shell(self, script: str, cwd: Path) -> subprocess.CompletedProcess:
+        """SCRIPT, typed in CWD on the runner of the last job (after it: its commands, its kit)."""
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "HOME": str(self.runner["home"]), "LANG": "C.UTF-8"}
+        return subprocess.run(self._private(self.runner, "bash", "-c", script), cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=900)
 
     def _paths(self, with_: dict[str, str], env: dict[str, str]) -> list[Path]:
         return [self.workspace / line.strip().replace("~", env["HOME"], 1)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from classroom_dryrun import DryRun, make_template, run
+from classroom_dryrun import GIT, DryRun, make_template, run
 
 from grader import classroom
 from grader import report as fmt
@@ -128,6 +128,59 @@ def test_init_defaults_to_every_exercise_and_this_checkouts_head(tmp_path):
     assert job["steps"][-1]["with"]["runners"] == ",".join(all_exercises())
 
 
+def test_init_without_kit_url_takes_the_checkouts_origin_or_says_to_give_one(tmp_path):
+    origin = subprocess.run(["git", "-C", str(KIT), "remote", "get-url", "origin"],
+                            capture_output=True, text=True)
+    r = init(tmp_path / "t", "uts", "--kit-ref", "v1")
+    if origin.returncode == 0:
+        assert r.returncode == 0, r.stderr
+        assert f"git clone {origin.stdout.strip()} nslab" in (tmp_path / "t/README.md").read_text()
+    else:
+        assert r.returncode == 2 and "give --kit-url URL" in r.stderr
+        assert not (tmp_path / "t").exists()
+
+
+def test_init_writes_the_whole_commit_of_an_abbreviated_one(tmp_path):
+    if not (KIT / ".git").exists():
+        pytest.skip("the kit is not a git checkout")
+    head = subprocess.run(["git", "-C", str(KIT), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert init(tmp_path / "t", "uts", "--kit-url", URL, "--kit-ref", head[:9]).returncode == 0
+    assert f"NSLAB_KIT_REF: {head}\n" in (tmp_path / "t/.github/workflows/classroom.yml").read_text()
+    r = init(tmp_path / "u", "uts", "--kit-url", URL, "--kit-ref", "0000000dead")
+    assert r.returncode == 2 and "40 hex digits" in r.stderr
+
+
+def kit_checkout_step(spec: dict) -> str:
+    (job,) = spec["jobs"].values()
+    (step,) = [s for s in job["steps"] if s.get("name", "").startswith("check out the kit")]
+    return step["run"]
+
+
+def test_the_kit_checkout_step_fetches_a_pinned_tag_or_commit(tmp_path):
+    if not (KIT / ".git").exists():
+        pytest.skip("the kit is not a git checkout")
+    origin = tmp_path / "origin"  # the kit's repository, with a tag of the instructor's
+    subprocess.run([*GIT, "clone", "-q", "--no-checkout", str(KIT), str(origin)], check=True)
+    subprocess.run([*GIT, "-C", str(origin), "tag", "-a", "-m", "term", "term-1", "HEAD~1"], check=True)
+    for ref, rev in (("term-1", "HEAD~1"), (None, "HEAD")):
+        expected = subprocess.run(["git", "-C", str(KIT), "rev-parse", rev], capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        ref = ref or expected
+        script = kit_checkout_step(yaml.safe_load(classroom.workflow(["uts"], str(origin), ref)))
+        runner = tmp_path / f"runner-{ref}"
+        runner.mkdir()
+        r = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+                           cwd=runner, env={**os.environ, "NSLAB_KIT_URL": str(origin),
+                                            "NSLAB_KIT_REF": ref},
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        got = subprocess.run(["git", "-C", str(runner / "nslab"), "rev-parse", "HEAD"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        assert got == expected
+        assert (runner / "nslab/Makefile").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["nope"], "unknown exercise nope"),
     (["--kit-url", URL, "--kit-ref", "main; rm -rf /"], "--kit-ref"),
@@ -190,12 +243,42 @@ def pushes(tmp_path_factory):
     template = make_template(base)
     references = run(dry, template, solutions=True, label="references")
     references_json = grade_json(dry)
+    typed = typed_readme_commands(dry, template)
     starters = run(dry, template, solutions=False, label="starters")
     starters_json = grade_json(dry)
     after = os.readlink("/usr/local/bin/grader") if os.path.islink("/usr/local/bin/grader") else None
     yield {"references": (references, references_json), "starters": (starters, starters_json),
-           "links": (link, after)}
+           "links": (link, after), "typed": typed}
     shutil.rmtree(base, ignore_errors=True)
+
+
+def sh_blocks(markdown: str) -> list[list[str]]:
+    blocks, block = [], None
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            if block is None and line.strip() == "```sh":
+                block = []
+            elif block is not None:
+                blocks.append(block)
+                block = None
+        elif block is not None:
+            block.append(line.split("  #")[0].strip())
+    return blocks
+
+
+def typed_readme_commands(dry: DryRun, template: Path) -> list:
+    """The student README's commands, typed literally on the runner after the references' push.
+
+    The first block fetches the kit as the workflow does (its `sudo make setup`
+    is the workflow's own step); the second grades the student's repository
+    with the grader that `make setup` put on the PATH.
+    """
+    fetch, grade = sh_blocks((template / "README.md").read_text())
+    assert fetch[-1] == classroom.SETUP_COMMAND
+    script = "\n".join(["set -e", *fetch[:-1]])
+    typed = [(script, dry.shell(script, dry.runner["home"]))]
+    typed += [(command, dry.shell(command, dry.workspace / "student")) for command in grade]
+    return typed
 
 
 def assert_results_match(job, graded: dict) -> None:
@@ -239,6 +322,17 @@ def test_the_second_push_reuses_the_cached_virtualenv(pushes):
     assert step(first, "save the kit's").outcome == "success"
     assert "creating .venv" not in step(second, "set the kit up").output
     assert step(second, "save the kit's").outcome == "skipped"
+
+
+def test_the_student_readme_commands_work_as_printed(pushes):
+    typed = pushes["typed"]
+    for command, r in typed:
+        assert r.returncode == 0, f"{command}\n{r.stdout}{r.stderr}"
+    (_, every), (_, uts) = typed[-2:]
+    _, graded = pushes["references"]
+    assert f"total: {graded['score']}/{graded['max_score']}" in every.stdout
+    (m,) = [e["max_score"] for e in graded["exercises"] if e["name"] == "uts"]
+    assert f"uts: {m}/{m}" in uts.stdout
 
 
 def test_the_dry_run_leaves_this_machine_alone(pushes):
