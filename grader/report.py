@@ -89,20 +89,21 @@ def to_gradescope(report: Report) -> dict:
 # base64 of this object.  It sums the tests' scores of every runner that has a
 # max_score, marks the job failed when a runner's status is "fail" or "error",
 # and prints each test's message under its name.  line_no, filename and
-# test_code are what the official command grader writes beside them.  A
-# message is kept short: the whole value travels in one environment variable,
-# and Linux refuses one longer than 128 KiB to execve.
+# test_code are what the official command grader writes beside them.  The
+# messages share 48000 characters: the whole value travels in one environment
+# variable, and Linux refuses one longer than 128 KiB to execve.
 CLASSROOM_STATUS = {Status.PASSED: "pass", Status.ERROR: "error"}  # the others: "fail"
-CLASSROOM_MESSAGE_LIMIT = 3000
+CLASSROOM_MESSAGES = 48000
 
 
 def to_github_classroom(report: Report) -> str:
     several = len(report.exercises) > 1
+    limit = max(400, min(3000, CLASSROOM_MESSAGES // max(1, sum(len(e.checks) for e in report.exercises))))
     tests = [{"name": f"{e.name}: {c.title}" if several else c.title,
               "status": CLASSROOM_STATUS.get(c.status, "fail"),
               "score": num(c.points), "max_score": num(c.max_points),
               "message": printable(f"{c.status.value}: {full_message(c)}".rstrip(": "),
-                                   CLASSROOM_MESSAGE_LIMIT),
+                                   limit),
               "line_no": 0, "filename": f"exercises/{e.name}/solution",
               "test_code": f"sudo grader check {e.name}"}
              for e in report.exercises for c in e.checks]

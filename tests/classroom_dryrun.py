@@ -71,6 +71,7 @@ class Job:
     steps: list[Step] = field(default_factory=list)
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)
     results: dict[str, dict] = field(default_factory=dict)  # runner -> decoded X_RESULTS
+    encoded: dict[str, str] = field(default_factory=dict)  # runner -> X_RESULTS as the reporter got it
     points: tuple[float, float] | None = None  # the reporter's "Points X/Y"
     sysctl_calls: list[str] = field(default_factory=list)
 
@@ -255,7 +256,7 @@ class DryRun:
                 results = json.loads(base64.b64decode(value, validate=True))
             except ValueError:
                 raise StepFailed(f"{runner.upper()}_RESULTS is not base64 of JSON: {value[:80]!r}") from None
-            job.results[runner] = results
+            job.results[runner], job.encoded[runner] = results, value
             if results.get("max_score"):
                 maximum += results["max_score"]
                 total += sum(t["score"] for t in results["tests"])

@@ -65,9 +65,16 @@ def test_github_classroom_format_is_the_object_the_reporter_reads():
     assert [t["score"] for t in data["tests"]] == [1, 0.5, 0, 0]
     for t in data["tests"]:
         assert {"name", "status", "score", "message", "line_no", "filename", "test_code"} <= set(t)
-        assert t["test_code"] == "sudo grader check uts" and len(t["message"]) < 3200
+        assert t["test_code"] == "sudo grader check uts" and len(t["message"]) < 3100
     assert "hint: unshare" in data["tests"][1]["message"]
     assert data["tests"][3]["message"].startswith("timeout: no answer")
+
+
+def test_github_classroom_value_stays_short_enough_for_an_environment_variable():
+    report = sample("uts")
+    report.exercises[0].checks = report.exercises[0].checks[1:2] * 30  # twice container's 15
+    value = fmt.to_github_classroom(report)  # each with a transcript of 10000 characters
+    assert len(value) < 100 * 1024 and len(decode(value)["tests"]) == 30
 
 
 def test_github_classroom_status_pass_error_and_several_exercises():
@@ -291,6 +298,8 @@ def assert_results_match(job, graded: dict) -> None:
         assert [t["score"] for t in results["tests"]] == [c["points"] for c in e["checks"]]
         assert [t["status"] == "pass" for t in results["tests"]] == [c["passed"] for c in e["checks"]]
     assert job.points == (graded["score"], graded["max_score"])
+    # what reaches the reporter's execve: one environment string each, at most 128 KiB
+    assert all(len(f"{name.upper()}_RESULTS={value}") < 128 * 1024 for name, value in job.encoded.items())
 
 
 def test_dry_run_gives_the_references_full_points_as_grader_check_does(pushes):
