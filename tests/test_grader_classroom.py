@@ -240,6 +240,11 @@ def grade_json(dry: DryRun) -> dict:
     return json.loads(r.stdout)
 
 
+# The first test that asks for the pushes waits for both: a virtualenv made
+# from PyPI, and every exercise graded four times.
+DRY_RUN = pytest.mark.timeout(900)
+
+
 @pytest.fixture(scope="module")
 def pushes(tmp_path_factory):
     if subprocess.run(["git", "-C", str(KIT), "rev-parse", "HEAD"], capture_output=True).returncode:
@@ -302,6 +307,7 @@ def assert_results_match(job, graded: dict) -> None:
     assert all(len(f"{name.upper()}_RESULTS={value}") < 128 * 1024 for name, value in job.encoded.items())
 
 
+@DRY_RUN
 def test_dry_run_gives_the_references_full_points_as_grader_check_does(pushes):
     job, graded = pushes["references"]
     assert [s.name for s in job.failed] == [], [s.output[-3000:] for s in job.failed]
@@ -310,6 +316,7 @@ def test_dry_run_gives_the_references_full_points_as_grader_check_does(pushes):
     assert all(r["status"] == "pass" for r in job.results.values())
 
 
+@DRY_RUN
 def test_dry_run_gives_the_starters_zero_as_grader_check_does(pushes):
     job, graded = pushes["starters"]
     # the reporter fails the job when a test failed: the only failed step
@@ -319,6 +326,7 @@ def test_dry_run_gives_the_starters_zero_as_grader_check_does(pushes):
     assert job.points == (0, graded["max_score"])
 
 
+@DRY_RUN
 def test_the_second_push_reuses_the_cached_virtualenv(pushes):
     first, _ = pushes["references"]
     second, _ = pushes["starters"]
@@ -333,6 +341,7 @@ def test_the_second_push_reuses_the_cached_virtualenv(pushes):
     assert step(second, "save the kit's").outcome == "skipped"
 
 
+@DRY_RUN
 def test_the_student_readme_commands_work_as_printed(pushes):
     typed = pushes["typed"]
     for command, r in typed:
@@ -344,6 +353,7 @@ def test_the_student_readme_commands_work_as_printed(pushes):
     assert f"uts: {m}/{m}" in uts.stdout
 
 
+@DRY_RUN
 def test_the_dry_run_leaves_this_machine_alone(pushes):
     before, after = pushes["links"]
     assert before == after  # make setup's links went to an overlay
