@@ -250,7 +250,17 @@ def pushes(tmp_path_factory):
     if subprocess.run(["git", "-C", str(KIT), "rev-parse", "HEAD"], capture_output=True).returncode:
         pytest.skip("the dry run fetches the kit's HEAD commit: the kit is not a git checkout")
     base = tmp_path_factory.mktemp("classroom")
-    link = os.readlink("/usr/local/bin/grader") if os.path.islink("/usr/local/bin/grader") else None
+    def machine() -> tuple:
+        """What the dry run's steps would change if their mounts were not private.
+
+        (Another checkout's `make setup` may take the links over meanwhile: only
+        a link into the dry run's folder is the dry run's.)
+        """
+        into_dry_run = [p.name for p in Path("/usr/local/bin").iterdir()
+                        if os.path.realpath(p).startswith(str(base))]
+        return into_dry_run, set(os.listdir("/var/cache/apt/archives"))
+
+    before = machine()
     dry = DryRun(base)
     template = make_template(base)
     references = run(dry, template, solutions=True, label="references")
@@ -258,9 +268,9 @@ def pushes(tmp_path_factory):
     typed = typed_readme_commands(dry, template)
     starters = run(dry, template, solutions=False, label="starters")
     starters_json = grade_json(dry)
-    after = os.readlink("/usr/local/bin/grader") if os.path.islink("/usr/local/bin/grader") else None
+    after = machine()
     yield {"references": (references, references_json), "starters": (starters, starters_json),
-           "links": (link, after), "typed": typed}
+           "machine": (before, after), "typed": typed}
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -355,8 +365,9 @@ def test_the_student_readme_commands_work_as_printed(pushes):
 
 @DRY_RUN
 def test_the_dry_run_leaves_this_machine_alone(pushes):
-    before, after = pushes["links"]
-    assert before == after  # make setup's links went to an overlay
+    (links_before, debs_before), (links_after, debs_after) = pushes["machine"]
+    assert links_before == links_after == []  # make setup's links went to an overlay
+    assert debs_after - debs_before == set()  # apt's archives were a folder of the dry run
     for job, _ in (pushes["references"], pushes["starters"]):
         assert not any("-w" in call or "=" in call for call in job.sysctl_calls)
     if not os.path.exists("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"):
