@@ -31,8 +31,9 @@ OS_PACKAGES := python3 python3-venv iproute2 util-linux procps psmisc iputils-pi
 	hostname busybox-static graphviz tini dumb-init tmux gcc libc6-dev make strace \
 	libcap2-bin sudo
 # Only for `make test`: the browser test drives JupyterLab in Debian's
-# chromium through its chromedriver (nothing is downloaded at run time).
-TEST_PACKAGES := chromium chromium-driver
+# chromium through its chromedriver (nothing is downloaded at run time);
+# actionlint runs shellcheck on the run: steps of the GitHub Classroom workflow.
+TEST_PACKAGES := chromium chromium-driver shellcheck
 
 .PHONY: help lab setup os-packages test-packages venv kernel commands test vm-test lint bench clean
 

@@ -1,10 +1,11 @@
 """The grader command (EXERCISES.md, "Grader command line").
 
     grader list
-    grader check [EXERCISE...] [--student WORKSPACE] [--format text|json|junit|gradescope]
-                 [--output FILE]
+    grader check [EXERCISE...] [--student WORKSPACE]
+                 [--format text|json|junit|gradescope|github-classroom] [--output FILE]
     grader check --class DIR [-j N] [--csv FILE]
     grader selftest [EXERCISE...] [-j N]
+    grader classroom init DIR [EXERCISE...] [--kit-url URL] [--kit-ref REF]
 
 Exit status of check: 0 when every check passed, 1 when any did not, 2 for
 a usage or environment error, with a message that says what to do.  A
@@ -55,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the student's workspace: one folder per exercise")
     where.add_argument("--class", dest="class_dir", metavar="DIR", type=Path,
                        help="a folder holding one workspace per student")
-    p.add_argument("--format", choices=("text", "json", "junit", "gradescope"), default="text")
+    p.add_argument("--format", choices=("text", "json", "junit", "gradescope", "github-classroom"),
+                   default="text")
     p.add_argument("--output", metavar="FILE", type=Path, help="write the report to FILE")
     p.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
                    help="grade N students at a time (with --class; default: as many as keep this "
@@ -74,13 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "mutants (must fail given checks).")
     p.add_argument("exercises", nargs="*", metavar="EXERCISE")
     p.add_argument("-j", "--jobs", type=int, default=2, metavar="N")
+
+    from .classroom import add_parser as add_classroom_parser
+    add_classroom_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"list": cmd_list, "check": cmd_check, "selftest": cmd_selftest}[args.command](args)
+        from .classroom import cmd_classroom
+        return {"list": cmd_list, "check": cmd_check, "selftest": cmd_selftest,
+                "classroom": cmd_classroom}[args.command](args)
     except UsageError as e:
         print(f"grader: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -178,8 +185,8 @@ def check_class(args: argparse.Namespace, known: dict) -> int:
     from . import roster
     from .sandbox import hidden_paths
 
-    if args.format == "gradescope":
-        raise UsageError("--format gradescope reports one submission: use --student WORKSPACE")
+    if args.format in ("gradescope", "github-classroom"):
+        raise UsageError(f"--format {args.format} reports one submission: use --student WORKSPACE")
     class_dir = args.class_dir.resolve()
     if not class_dir.is_dir():
         raise UsageError(f"there is no class folder {class_dir}: give --class DIR, a folder "
@@ -281,6 +288,8 @@ def _write_report(reports, names: list[str], args: argparse.Namespace, out, whol
         out.write(fmt.to_junit(reports))
     elif args.format == "gradescope":
         out.write(json.dumps(fmt.to_gradescope(reports[0]), indent=2) + "\n")
+    elif args.format == "github-classroom":
+        out.write(fmt.to_github_classroom(reports[0]) + "\n")
     elif whole_class:
         fmt.print_class_text(reports, names, out, rich)
     else:

@@ -46,6 +46,7 @@ def preload() -> None:
     json.dumps(fmt.to_json(dummy), indent=2)
     json.dumps(fmt.class_json([dummy]), indent=2)
     json.dumps(fmt.to_gradescope(dummy), indent=2)
+    fmt.to_github_classroom(dummy)
     fmt.to_junit([dummy])
     fmt.to_csv([dummy], ["uts"])
     # The progress bar (cli.Progress, on a terminal) draws from a thread while solutions run;

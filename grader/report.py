@@ -6,13 +6,18 @@
     junit       one <testcase> per check; failure or error; points as properties
     gradescope  Gradescope's results.json: score, tests[] with name, score,
                 max_score, status, output, visibility
+    github-classroom
+                one line of base64, the result of a runner of GitHub Classroom's
+                autograding-grading-reporter: version, status, max_score, tests[]
     csv         one line per student: the score of each exercise and the total
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
+import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import TextIO
@@ -75,6 +80,37 @@ def to_gradescope(report: Report) -> dict:
     return {"score": num(report.score), "max_score": num(report.max_score),
             "output": f"{num(report.score)}/{num(report.max_score)} points",
             "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
+
+
+# GitHub Classroom -------------------------------------------------------------------
+
+# The reporter action (classroom-resources/autograding-grading-reporter) reads,
+# for each step id X of its `runners`, the environment variable X_RESULTS: the
+# base64 of this object.  It sums the tests' scores of every runner that has a
+# max_score, marks the job failed when a runner's status is "fail" or "error",
+# and prints each test's message under its name.  line_no, filename and
+# test_code are what the official command grader writes beside them.  The
+# messages share 48000 characters: the whole value travels in one environment
+# variable, and Linux refuses one longer than 128 KiB to execve.
+CLASSROOM_STATUS = {Status.PASSED: "pass", Status.ERROR: "error"}  # the others: "fail"
+CLASSROOM_MESSAGES = 48000
+
+
+def to_github_classroom(report: Report) -> str:
+    several = len(report.exercises) > 1
+    limit = max(400, min(3000, CLASSROOM_MESSAGES // max(1, sum(len(e.checks) for e in report.exercises))))
+    tests = [{"name": f"{e.name}: {c.title}" if several else c.title,
+              "status": CLASSROOM_STATUS.get(c.status, "fail"),
+              "score": num(c.points), "max_score": num(c.max_points),
+              "message": printable(f"{c.status.value}: {full_message(c)}".rstrip(": "),
+                                   limit),
+              "line_no": 0, "filename": f"exercises/{e.name}/solution",
+              "test_code": f"sudo grader check {e.name}"}
+             for e in report.exercises for c in e.checks]
+    statuses = {t["status"] for t in tests}
+    status = "pass" if statuses <= {"pass"} else "fail" if "fail" in statuses else "error"
+    data = {"version": 1, "status": status, "max_score": num(report.max_score), "tests": tests}
+    return base64.b64encode(json.dumps(data).encode()).decode()
 
 
 # JUnit XML ----------------------------------------------------------------------

@@ -123,6 +123,8 @@ FORMATS = {
     "junit": (["check", "uts", "--student", str(KIT / "exercises"), "--format", "junit"], False),
     "gradescope": (["check", "uts", "--student", str(KIT / "solutions"), "--format", "gradescope"],
                    False),
+    "github_classroom": (["check", "uts", "--student", str(KIT / "solutions"), "--format",
+                          "github-classroom"], False),
 }
 
 

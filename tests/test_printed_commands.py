@@ -50,6 +50,9 @@ ELSEWHERE = {
     r"^sudo labkit demo ": "tests/test_demo.py plays the demos in tmux",
     r"^sudo make vm-test": "tests/vm",
     r"^sudo make bench": "tests/test_bench.py",
+    r"^grader classroom init ": "tests/test_grader_classroom.py runs grader classroom init",
+    r"^sudo \.venv/bin/python tests/classroom_dryrun\.py": "tests/test_grader_classroom.py runs "
+                                                          "the same dry run (DryRun, run)",
 }
 
 
