@@ -49,8 +49,11 @@ Why each piece:
   SIGKILLs every process in it, daemons and double forks included, and no
   process can leave a PID namespace.  ``kill -9 -1`` inside reaches only the
   sandbox's own processes (and not PID 1, which ignores signals from its
-  namespace unless it has a handler).  PID 1 cannot be ptraced or read by
-  the solution: it changed its uid, so it is not dumpable.
+  namespace unless it has a handler).  PID 1 holds nothing of the grader's:
+  once the solution's process is forked it execs REAPER (below), which the
+  solution may ptrace or read, by design.  Until then it is a forked copy
+  of the grader that is not dumpable (it changed its uid), and its memory
+  belongs to the machine's user namespace: out of the solution's reach.
 * The cgroup bounds what a PID namespace cannot: a fork bomb (pids.max), a
   memory hog (the OOM killer acts inside the group only).  Its files belong
   to the machine's root: the solution cannot raise its limits.
