@@ -75,6 +75,7 @@ def test_the_solution_starts_as_root_chrooted_at_the_jails_root(tmp_path):
         facts["cwd"] = subprocess.run(["readlink", f"/proc/{pid}/cwd"], capture_output=True,
                                       text=True).stdout.strip()
         facts["uid"] = Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0]
+        facts["uid_map"] = Path(f"/proc/{pid}/uid_map").read_text().split()
         facts["mounts"] = subprocess.run(["findmnt", "-N", str(run.warden.pid), "-r", "-n", "-o",
                                           "TARGET,OPTIONS"], capture_output=True, text=True).stdout
         facts["jail"], facts["path"] = run.jail, run.path
@@ -85,7 +86,8 @@ def test_the_solution_starts_as_root_chrooted_at_the_jails_root(tmp_path):
     facts = observed(solution(tmp_path, PROBE), look)
     jail = facts["jail"]
     assert facts["root"] == facts["cwd"] == jail
-    assert facts["uid"] == "0"
+    inside, outside, _count = facts["uid_map"]  # root of the sandbox's user namespace
+    assert inside == "0" and facts["uid"] == outside != "0"
     mounts = dict(line.split(" ", 1) for line in facts["mounts"].splitlines())
     assert mounts[f"{jail}/usr"].startswith("ro,")
     assert mounts[f"{jail}/tmp/exercise"].startswith("ro,")

@@ -173,7 +173,9 @@ def hostname_is_set(trial: Trial) -> None:
     if seen != hostname:
         raise Fail("COMMAND's UTS namespace has another hostname", expected=hostname, seen=seen,
                    hint="call sethostname(2) with HOSTNAME (argv[1]) after unshare(CLONE_NEWUTS), "
-                        "in the same process, before COMMAND starts")
+                        "in the same process, before COMMAND starts (the grading sandbox is a "
+                        "user namespace: there, as in any rootless container, "
+                        "/proc/sys/kernel/hostname cannot be written)")
 
 
 @exercise.check(2, "the caller's hostname never changes", needs=[runs_command])
