@@ -285,7 +285,7 @@ def _unpack(archive: int, folder: str) -> None:
             if not f.read(1):
                 return  # PID 1 did not get to write it (make failed, or was killed)
             f.seek(0)
-            with tarfile.open(fileobj=f) as tar:
+            with tarfile.open(fileobj=f, mode="r:") as tar:  # PID 1 writes it uncompressed
                 members = tar.getmembers()
                 _empty(folder)
                 _extract(tar, members, folder)

@@ -35,43 +35,38 @@ KIT_PARTS = ("labkit", "grader", "solutions", "exercises", "pyproject.toml")
 # Run in a fresh interpreter: record each module imported once the first sandbox started.
 RECORDER = r"""
 import importlib.abc, json, os, sys
-
-late, started = [], [False]
-
-
+started = [False]
+def note(line):  # at once, and from any process: --class grades in forked workers that _exit
+    with open(os.environ["NSLAB_LATE_IMPORTS"] + ".lines", "a") as f:
+        f.write(line + "\n")
 class Recorder(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if started[0]:
-            late.append(name)
+            note("late " + name)
         return None
-
-
 sys.meta_path.insert(0, Recorder())
 from grader import cli, sandbox
-
 start = sandbox.Sandbox.start
-
-
 def recorded_start(self, *args, **kwargs):
-    started[0] = True
+    if not started[0]:
+        started[0] = True
+        note("started")
     return start(self, *args, **kwargs)
-
-
 sandbox.Sandbox.start = recorded_start
 main, mains = cli.main, []
-
-
 def counted_main(*args):
     mains.append(args)
     return main(*args)
-
-
 cli.main = counted_main  # a preload that imported grader.__main__ would run the grader again
 try:
     code = cli.main(sys.argv[1:])
 finally:
+    lines = open(os.environ["NSLAB_LATE_IMPORTS"] + ".lines").read().split() if os.path.exists(
+        os.environ["NSLAB_LATE_IMPORTS"] + ".lines") else []
     with open(os.environ["NSLAB_LATE_IMPORTS"], "w") as f:
-        json.dump({"started": started[0], "late": sorted(set(late)), "mains": len(mains)}, f)
+        json.dump({"started": "started" in lines,
+                   "late": sorted({w for w in lines if w not in ("started", "late")}),
+                   "mains": len(mains)}, f)
 sys.exit(code)
 """
 
