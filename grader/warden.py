@@ -227,7 +227,7 @@ class Warden:
     def _read_events(self) -> None:
         chunk = os.read(self.events_r, 4096)
         if not chunk:  # every copy of the pipe is closed: the sandbox is gone
-            self._check_warden()
+            self._check_warden(grace=2.0)
             raise RuntimeError("the sandbox ended before the grader's warden reported")
         self._events += chunk
         while True:
@@ -242,14 +242,24 @@ class Warden:
             if word == "exit":
                 self.exit = Exit.from_wait_status(int(detail))
 
-    def _check_warden(self) -> None:
-        """A warden that is gone without a word was killed: by the solution, inside the sandbox."""
+    def _check_warden(self, grace: float = 0.0) -> None:
+        """A warden that is gone without a word was killed: by the solution, inside the sandbox.
+
+        GRACE: seconds to wait for it to be gone.  When the pipe shows the end
+        of the sandbox, a killed warden has closed its files but may not be a
+        zombie yet (the kernel closes a process's files first, in do_exit).
+        """
         if self.pid is None or self.exit is not None:
             return
-        try:
-            state = procfs.stat_fields(self.pid)[0]
-        except (OSError, IndexError):
-            state = "gone"
+        deadline = time.monotonic() + grace
+        while True:
+            try:
+                state = procfs.stat_fields(self.pid)[0]
+            except (OSError, IndexError):
+                state = "gone"
+            if state in ("Z", "X", "gone") or time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
         if state in ("Z", "X", "gone"):
             raise Fail("the run was cut short: the process of the grader's that started the "
                        "solution and waits for it was killed",

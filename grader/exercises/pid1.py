@@ -263,10 +263,14 @@ def reaps_orphans(trial: Trial) -> None:
 def forwards_signals(trial: Trial) -> None:
     """"forward SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 that it receives to COMMAND;"
 
-    The grader sends each of the six signals twice, in random order, to the
-    solution's PID, never to COMMAND, waiting for COMMAND's report of one
-    (up to 2 s) before it sends the next; halfway, it stops COMMAND
-    (SIGSTOP) and continues it (SIGCONT).  COMMAND (a shell) traps each
+    The grader sends the six signals to the solution's PID, never to
+    COMMAND, in two rounds of random order, each signal twice in a row,
+    waiting for COMMAND's report of one (up to 2 s) before it sends the
+    next; halfway, it stops COMMAND (SIGSTOP) and continues it (SIGCONT).
+    A signal sent again while the first is still held back is lost: an
+    init that forwards only once, or only in an order of its own, is caught
+    whatever order it picked (a single shuffle let such an init through one
+    time in five).  COMMAND (a shell) traps each
     signal and prints a line naming it.  Points in proportion to the
     signals that arrive as often as they were sent.
     """
@@ -277,11 +281,14 @@ def forwards_signals(trial: Trial) -> None:
     solution = solution_of(run)
     if solution is None:
         raise Fail("the solution is gone after COMMAND started", hint=HINT_EXEC)
-    # Each signal twice, in random order, each sent once COMMAND has reported the
-    # one before; halfway, COMMAND is stopped and continued (SIGSTOP, SIGCONT),
-    # and the init must go on forwarding.
-    order = list(FORWARDED) * 2
-    trial.random.shuffle(order)
+    # Two rounds; in each, the six signals in random order, each twice in a row
+    # and each sent once COMMAND has reported the one before; halfway, COMMAND
+    # is stopped and continued (SIGSTOP, SIGCONT), and the init must go on.
+    order = []
+    for _ in range(2):
+        signals = list(FORWARDED)
+        trial.random.shuffle(signals)
+        order += [sig for sig in signals for _ in range(2)]
     pid = run.find(command) or run.find(tag)
 
     def stop_and_continue(i: int) -> None:

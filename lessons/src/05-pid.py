@@ -233,7 +233,12 @@ def ps():
 
 no_init = spawn(["sh", "-c", ORPHAN], "pid", mount_proc=True)
 ns = Namespace.of(no_init.pid, "pid")
-lab.wait_until(lambda: pid.zombies_in(ns), "a zombie")
+
+def the_orphan_is_a_zombie():  # sh has exec-ed sleep, and the loop it left behind has ended
+    sleeping = open(f"/proc/{no_init.pid}/cmdline").read() == "sleep\0infinity\0"
+    return sleeping and pid.zombies_in(ns)
+
+lab.wait_until(the_orphan_is_a_zombie, "the orphan to end")
 print(run_in(no_init.pid, "all", ps), end="")  # ps inside the namespace, as nsenter would run it
 print("zombies:", len(pid.zombies_in(ns)))
 
