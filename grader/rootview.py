@@ -221,18 +221,7 @@ def look_from_inside(pid: int, outside: str) -> Inside | None:
     os.close(result_w)
     for fd in fds:
         os.close(fd)
-    try:
-        data = b""
-        while select.select([result_r], [], [], 10)[0]:
-            chunk = os.read(result_r, 65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(result_r)
-        with contextlib.suppress(OSError):
-            os.kill(child, signal.SIGKILL)
-        os.waitpid(child, 0)
+    data = _answer(child, result_r)
     first, newline, rest = data.partition(b"\n")
     if not newline:
         return None
@@ -295,18 +284,7 @@ def others_leading_out(pid: int, processes: list[int]) -> list[str]:
     os.close(result_w)
     for fd in (*fds, ns, root):
         os.close(fd)
-    try:
-        data = b""
-        while b"\n" not in data and select.select([result_r], [], [], 10)[0]:
-            chunk = os.read(result_r, 65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(result_r)
-        with contextlib.suppress(OSError):
-            os.kill(child, signal.SIGKILL)
-        os.waitpid(child, 0)
+    data = _answer(child, result_r)
     if b"\n" not in data:
         raise RuntimeError("the grader could not look through the processes beside COMMAND")
     return [names[i] for i in json.loads(data)]
@@ -369,3 +347,21 @@ def _escape_and_read(path: str) -> bytes:
 
 def describe(m: mounts.MountInfo) -> str:
     return f"{m.mount_point} ({m.fstype} {m.source}{'' if m.root == '/' else ' ' + m.root})"
+
+
+def _answer(child: int, result_r: int) -> bytes:
+    """What CHILD wrote on RESULT_R until it closed it (10 s at most between
+    chunks); CHILD is then ended and reaped."""
+    data = b""
+    try:
+        while select.select([result_r], [], [], 10)[0]:
+            chunk = os.read(result_r, 65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(result_r)
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    return data
