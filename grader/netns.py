@@ -41,6 +41,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -61,6 +62,7 @@ NS_GET_NSTYPE = 0xB703  # <linux/nsfs.h>, Linux 4.11
 CLONE_NEWNET = 0x40000000
 IFF_UP = 0x1
 KERNEL_MADE = ("fe80:", "ff00:")  # IPv6 link-local and multicast: the kernel's, once a link is up
+NETNS_TEARDOWN = 5.0  # seconds for the kernel to take a deleted namespace apart (a workqueue does)
 SYS_OPENAT2 = 437  # x86_64 and aarch64 alike (the syscall table is shared since 5.1)
 RESOLVE_NO_SYMLINKS, RESOLVE_IN_ROOT = 0x04, 0x10
 
@@ -374,6 +376,20 @@ class Lab:
             return look(fd)
         finally:
             os.close(fd)
+
+    def added_to_host(self, settle: float = 0.0) -> list[str]:
+        """The host's links, addresses and routes that were not there before anything ran.
+
+        SETTLE: seconds to wait for them to go.  A namespace that is deleted
+        is taken apart later, by the kernel's cleanup work, and a veth end
+        whose peer was in it goes only then.
+        """
+        before, deadline = self.host_before.state(), time.monotonic() + settle
+        while True:
+            added = [line for line in self.host().state() if line not in before]
+            if not added or time.monotonic() >= deadline:
+                return added
+            time.sleep(0.05)
 
     def up(self, wire: Wire | None = None) -> Ran:
         w = wire or self.wire

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from ..engine import Exercise, Trial
 from ..feedback import Fail
-from ..netns import Lab, Wire, draw_wire, identity, named, names, netns_mounts, ping, tcp, veth_pairs
+from ..netns import NETNS_TEARDOWN, Lab, Wire, draw_wire, identity, named, names, netns_mounts, ping, tcp, veth_pairs
 
 exercise = Exercise("veth", "wire two hosts together", tools=("nsenter", "ping", "ip"))
 
@@ -208,8 +208,7 @@ def host_unchanged(trial: Trial) -> None:
     """
     lab = Lab(trial)
     lab.up()
-    before, after = lab.host_before.state(), lab.host().state()
-    added = [line for line in after if line not in before]
+    added = lab.added_to_host()
     if added:
         raise Fail("`up` added to the host's network namespace", seen="; ".join(added),
                    hint="configure the namespaces from inside them (ip -n NS ..., ip netns exec "
@@ -262,7 +261,8 @@ def down_leaves_no_trace(trial: Trial) -> None:
 
     After down: no name and no mount of NS_A or NS_B under /run/netns; no process,
     descriptor or mount of the sandbox keeps either namespace (and so a veth end) alive; the
-    host is as before.
+    host is as before, once the kernel has taken the deleted namespaces apart (it does so
+    in its own time, and a veth end left in the host goes with its peer only then).
     """
     lab = Lab(trial)
     lab.up()
@@ -274,8 +274,7 @@ def down_leaves_no_trace(trial: Trial) -> None:
     left += [m for m in netns_mounts(lab.pid) if m.split()[0] in (f"/run/netns/{wire.a}",
                                                                   f"/run/netns/{wire.b}")]
     left += lab.holders(identities)
-    host = [line for line in lab.host().state() if line not in lab.host_before.state()]
-    left += [f"in the host: {line}" for line in host]
+    left += [f"in the host: {line}" for line in lab.added_to_host(settle=NETNS_TEARDOWN)]
     if left:
         raise Fail("`down` left traces", seen="; ".join(left[:8]) + f" (`down` ended with {ran.exit})",
                    hint="ip netns delete NS_A and NS_B (it unmounts and removes the file); a "
