@@ -209,7 +209,9 @@ def floor(top: Path, made: dict[str, dict], rootfs: str, outside: str) -> dict:
     """Make and run once each folder of the class (but the hostile student's), bare.
 
     Each run gets its own namespaces (unshare(1): mount, UTS, IPC, network,
-    PID) so that nothing touches this machine, a tmpfs on /run/netns, and
+    PID) so that nothing touches this machine, a /proc of its PID namespace
+    (tools such as `unshare --net=FILE` find a process by its PID there: the
+    machine's /proc would name another process), a tmpfs on /run/netns, and
     a time limit of 10 s; no sandbox, no checks, no waits.
     """
     start = time.monotonic()
@@ -226,7 +228,8 @@ def floor(top: Path, made: dict[str, dict], rootfs: str, outside: str) -> dict:
                 work = Path(tmp) / name
                 shutil.copytree(top / student / name, work, symlinks=True)
                 wrap = ["unshare", "--mount", "--propagation", "private", "--uts", "--ipc", "--net",
-                        "--pid", "--fork", "--", "sh", "-c", BARE_WRAPPER, "floor", str(work)]
+                        "--pid", "--fork", "--mount-proc", "--",
+                        "sh", "-c", BARE_WRAPPER, "floor", str(work)]
                 try:
                     if (work / "Makefile").exists():
                         subprocess.run(wrap + ["make", "-s"], capture_output=True, timeout=60)

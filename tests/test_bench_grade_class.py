@@ -7,8 +7,10 @@ of every student, prints its table, and refuses bad input with a message.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +48,21 @@ def test_unknown_exercise_is_refused_with_a_message():
     result = bench("--exercises", "nope", timeout=60)
     assert result.returncode == 2 and "unknown exercise" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_floor_runs_a_solution_in_namespaces_of_its_own(tmp_path):
+    """A bare veth run whose `unshare --net=FILE` finds its namespace by PID in /proc.
+
+    With the machine's /proc in the floor's PID namespace, that PID named
+    another process: the solution moved its veth pair into the machine's
+    network namespace and left it there.
+    """
+    spec = importlib.util.spec_from_file_location("grade_class", BENCH)
+    grade_class = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grade_class)
+    shutil.copytree(ROOT / "grader" / "selftest" / "veth" / "util_linux_names",
+                    tmp_path / "student001" / "veth")
+    links_before = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    figures = grade_class.floor(tmp_path, {"student001": {"veth": {}}}, "/", "/")
+    assert figures["runs"] == 1 and figures["nonzero"] == 0, figures
+    assert subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout == links_before
