@@ -147,15 +147,7 @@ def every_mount_of(pid: int) -> list[tuple[str, str]] | None:
             os._exit(0)
     os.close(ns)
     os.close(result_w)
-    try:
-        data = b""
-        while select.select([result_r], [], [], 10)[0] and (chunk := os.read(result_r, 65536)):
-            data += chunk
-    finally:
-        os.close(result_r)
-        with contextlib.suppress(OSError):
-            os.kill(child, signal.SIGKILL)
-        os.waitpid(child, 0)
+    data = _answer(child, result_r)
     found = json.loads(data) if data else None
     return [tuple(m) for m in found] if found is not None else None
 
