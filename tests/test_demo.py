@@ -105,8 +105,12 @@ def test_uts_demo_auto_keeps_sh1s_hostname_while_sh2_and_sh3_see_bizarro(socket)
 def test_uts_demo_waits_for_enter_and_its_panes_show_each_step(socket):
     host = sh("hostname")
     steps = demo.parse(demo.find("uts")).commands
+    # The terminal says what it is, as every terminal does: tmux refuses to
+    # start from a terminal whose TERM it does not know (sudo in a
+    # `vagrant ssh -c` without a terminal passes TERM=unknown).
     child = pexpect.spawn(sys.executable, ["-m", "labkit.demo", "uts", "--socket", socket],
-                          cwd=str(ROOT), dimensions=(50, 200), encoding="utf-8", timeout=60)
+                          cwd=str(ROOT), dimensions=(50, 200), encoding="utf-8", timeout=60,
+                          env={**os.environ, "TERM": "xterm-256color"})
     try:
         tmux = demo.Tmux(socket)
         wait_for(lambda: server_running(socket) and "demo" in titles(tmux), terminal=child)
