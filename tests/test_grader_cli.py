@@ -50,10 +50,13 @@ def test_list_checks_shows_each_check_with_the_sentence_of_the_contract_it_judge
     out = grader("list", "--checks", name)
     assert out.returncode == 0, out.stderr
     shown = " ".join(out.stdout.split())
-    # The contract: the exercise module's docstring (EXERCISES.md's section, verbatim),
-    # the shared definition of the exit status (grader/status.py), and EXERCISES.md
-    # itself where the machine has it.
-    contract = _plain(inspect.getmodule(exercise.checks[0].fn).__doc__ + status.__doc__)
+    # The contract: the exercise modules' docstrings (each is its section of
+    # EXERCISES.md, verbatim; container's checks judge sentences of pid1's, which
+    # its section cites), the shared definition of the exit status
+    # (grader/status.py), and EXERCISES.md itself where the machine has it (not
+    # in the lab VM).
+    modules = {inspect.getmodule(c.fn) for e in all_exercises().values() for c in e.checks}
+    contract = _plain(" ".join(m.__doc__ for m in modules) + status.__doc__)
     shared = Path("/work/shared/EXERCISES.md")
     if shared.exists():
         contract += " " + _plain(shared.read_text())
