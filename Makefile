@@ -32,8 +32,10 @@ OS_PACKAGES := python3 python3-venv iproute2 util-linux procps psmisc iputils-pi
 	libcap2-bin sudo
 # Only for `make test`: the browser test drives JupyterLab in Debian's
 # chromium through its chromedriver (nothing is downloaded at run time);
-# actionlint runs shellcheck on the run: steps of the GitHub Classroom workflow.
-TEST_PACKAGES := chromium chromium-driver shellcheck
+# actionlint runs shellcheck on the run: steps of the GitHub Classroom workflow;
+# git for the GitHub Classroom tests (the lab VM's /nslab comes by rsync, and
+# its Debian has no git).
+TEST_PACKAGES := chromium chromium-driver shellcheck git
 
 .PHONY: help lab setup os-packages test-packages venv kernel commands test vm-test lint bench clean
 
