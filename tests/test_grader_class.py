@@ -4,7 +4,8 @@ The grader runs as a real process, as an instructor runs it.  A class of
 fast students (the reference solution) and slow ones (the same solution,
 started a second late, so that each check takes a while) is graded; a
 SIGINT arrives while slow students are being graded.  Checked: the grader
-exits 130 promptly with one line and no traceback; no sandbox process,
+exits 130 promptly (in a third of the time a whole run takes on the same
+machine) with one line and no traceback; no sandbox process,
 cgroup, mount (the suite's leak check) or temporary folder is left; the
 CSV has the graded students and "not graded" for the rest.  Then the same
 command grades only the missing students, and the CSV is a clean run's;
@@ -89,7 +90,6 @@ def test_ctrl_c_keeps_the_graded_students_and_a_rerun_grades_only_the_rest(tmp_p
     took = time.monotonic() - sent
 
     assert code == 130, err
-    assert took < 10, f"the grader took {took:.1f} s to stop after SIGINT"
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("grader: interrupted:") and "run the same command again" in last
@@ -116,8 +116,14 @@ def test_ctrl_c_keeps_the_graded_students_and_a_rerun_grades_only_the_rest(tmp_p
 
     # ... and the CSV is what a clean run writes.
     clean = tmp_path / "clean.csv"
+    began = time.monotonic()
     code, _, err = finish(start(klass, clean, tmp, "-j", "3"))
+    whole_class = time.monotonic() - began
     assert code == 0, err
+    # Promptly, on this machine's scale (a slow laptop, a VM without KVM): it
+    # stopped in a fraction of the time grading the class takes.
+    assert took < whole_class / 3, \
+        f"the grader took {took:.1f} s to stop after SIGINT, grading the class {whole_class:.1f} s"
     assert graded_lines(err) == {*FAST, *SLOW}
     assert table.read_text() == clean.read_text()
 
