@@ -36,6 +36,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(sys.prefix)
 ARTIFACTS = ROOT / "tests" / "artifacts" / "lab-browser"
+# How long a page, a click's effect or the server's start may take: seconds
+# here, minutes in the lab VM under QEMU without KVM (a deadline, not a goal).
+PATIENCE = 300
 CHROMEDRIVER, CHROMIUM = Path("/usr/bin/chromedriver"), Path("/usr/bin/chromium")
 
 pytestmark = pytest.mark.skipif(not (CHROMEDRIVER.exists() and CHROMIUM.exists()),
@@ -97,7 +100,7 @@ class Lab:
             body = reply.read()
         return json.loads(body) if body else {}
 
-    def _wait_until_up(self, timeout: float = 120) -> None:
+    def _wait_until_up(self, timeout: float = PATIENCE) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -154,6 +157,9 @@ def browser():
         options.add_argument(flag)
     # The driver is Debian's: selenium-manager, which would download one, never runs.
     driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    # A page of JupyterLab takes minutes to load in the lab VM under QEMU without
+    # KVM: the driver's answer may take as long (selenium's default is 120 s).
+    driver.command_executor.client_config.timeout = PATIENCE
     try:
         yield driver
     finally:
@@ -161,7 +167,7 @@ def browser():
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def wait_for(driver, condition, what: str, timeout: float = 90):
+def wait_for(driver, condition, what: str, timeout: float = PATIENCE):
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -189,7 +195,7 @@ def git_status() -> str:
                           text=True, timeout=60).stdout
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(6 * PATIENCE)
 def test_a_student_runs_a_lesson_edits_a_solution_and_grades_it_in_jupyterlab(lab, browser):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
