@@ -48,8 +48,8 @@ def verdicts() -> dict[str, selftest.Verdict]:
 
 
 # The first of these tests waits for the module's fixture, which grades every case of
-# every exercise (a hundred cases, four at a time): more than pytest's default 120 s.
-@pytest.mark.timeout(900)
+# every exercise (a hundred cases, four at a time): the module's timeout holds for it
+# (in the lab VM, under QEMU without KVM, it took more than 900 s).
 @pytest.mark.parametrize("case", CASES, ids=[c.label for c in CASES])
 def test_each_case_gets_what_it_must(verdicts, case):
     verdict = verdicts[case.label]
