@@ -12,6 +12,7 @@ import os
 import subprocess
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -151,15 +152,32 @@ def test_memory_limit_oom_kills_a_bounded_allocation():
         assert cg.oom_kills() >= 1
 
 
+def _sessions_of_sleeps(pids: set[int]) -> list[int]:
+    """The session of every sleep(1) among PIDS (those that have not exited)."""
+    found = []
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "sleep":
+                found.append(os.getsid(pid))
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return found
+
+
 def test_kill_reaches_a_double_forked_daemon():
     script = "setsid sh -c 'sleep 60 & exit' ; sleep 60"
     with Cgroup.create() as cg:
         child = spawn_in(cg, ["sh", "-c", script])
-        deadline = time.monotonic() + 10
-        while len(cg.pids()) < 3 and time.monotonic() < deadline:
+        # Wait for the end state, not for a count: on a slow CPU the cgroup
+        # holds three processes for a while before it (sh, setsid's sh and
+        # its sleep), and two once that sh has exited.
+        deadline = time.monotonic() + 30
+        while len(set(_sessions_of_sleeps(cg.pids()))) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
-        daemons = cg.pids()
-        assert len(daemons) >= 3  # sh, its sleep, and the orphaned sleep in its own session
+        sessions = _sessions_of_sleeps(cg.pids())
+        assert len(sessions) == 2  # the shell's own sleep, and the daemon
+        assert os.getsid(child.pid) in sessions  # the shell's, in its session
+        assert len(set(sessions)) == 2  # the daemon's sleep in a session of its own
         cg.kill()
         assert child.wait(timeout=10) == -9
         assert not cg.pids()
