@@ -6,16 +6,17 @@ made a child subreaper so that double-forked daemons are caught too),
 namespaces those processes hold, namespaces held by bind mounts, mounts,
 named network namespaces, veth devices, System V IPC objects, POSIX message
 queues, cgroups made by tests, and the hostname.  Each is read with the
-kernel's own interfaces or an independent tool (ip), never with labkit.
+kernel's own interfaces (/proc, ioctls, the new mount API), never with labkit.
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import signal
 import socket
-import subprocess
+import struct
 import time
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -35,8 +36,41 @@ def become_subreaper() -> None:
 
 
 def descendants(root: int | None = None) -> dict[int, str]:
-    """PID -> command of every descendant of ROOT (default: this process)."""
+    """PID -> command of every descendant of ROOT (default: this process).
+
+    Each task's /proc/PID/task/TID/children names its children, where the
+    kernel has them (CONFIG_PROC_CHILDREN: Debian's has); else every
+    /proc/PID/stat gives its parent.  The first reads a few files, the second
+    one per process of the machine: twice a test, on an emulated CPU, that
+    is minutes.
+    """
     root = os.getpid() if root is None else root
+    if not os.path.exists(f"/proc/{root}/task/{root}/children"):
+        return _descendants_from_stat(root)
+    found, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:  # it has exited
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+            except OSError:
+                continue
+            for child in children:
+                try:
+                    with open(f"/proc/{child}/comm") as f:
+                        found[child] = f.read().rstrip("\n")
+                except OSError:
+                    continue
+                todo.append(child)
+    return found
+
+
+def _descendants_from_stat(root: int) -> dict[int, str]:
     parent, comm = {}, {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -166,10 +200,28 @@ def _detached_mount(fstype: bytes) -> int:
         os.close(mnt)
 
 
+SIOCETHTOOL, ETHTOOL_GDRVINFO = 0x8946, 0x3
+DRVINFO_SIZE = 196  # struct ethtool_drvinfo: cmd, driver[32], ... (linux/ethtool.h)
+
+
 def _veths() -> set[str]:
-    out = subprocess.run(["ip", "-o", "link", "show", "type", "veth"],
-                         capture_output=True, text=True).stdout
-    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line}
+    """Interfaces of our network namespace whose driver is veth.
+
+    What `ethtool -i NAME` prints as "driver:", asked of the kernel directly
+    (SIOCETHTOOL, ETHTOOL_GDRVINFO) rather than with a process per snapshot.
+    """
+    found = set()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _, name in socket.if_nameindex():
+            info = ctypes.create_string_buffer(struct.pack("I", ETHTOOL_GDRVINFO), DRVINFO_SIZE)
+            request = struct.pack("16sP", name.encode(), ctypes.addressof(info))
+            try:
+                fcntl.ioctl(s, SIOCETHTOOL, request)
+            except OSError:  # gone, or a device without ethtool (lo answers EOPNOTSUPP)
+                continue
+            if info.raw[4:36].split(b"\0")[0] == b"veth":
+                found.add(name)
+    return found
 
 
 def _netns() -> set[str]:
