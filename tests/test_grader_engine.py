@@ -81,7 +81,11 @@ def test_a_solution_that_does_not_answer_is_a_timeout_result(tmp_path):
 
     @demo.check(1, "answers")
     def answers(trial: Trial) -> None:
-        trial.run().expect("never printed", timeout=0.5)
+        # First what it does print (a slow machine may take more than 0.5 s
+        # to start it), then 0.5 s for what it never prints.
+        run = trial.run()
+        run.expect("thinking")
+        run.expect("never printed", timeout=0.5)
 
     checks, _ = grade(demo, solution(tmp_path, "echo thinking; sleep 60"))
     assert checks["answers"].status is Status.TIMEOUT
