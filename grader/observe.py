@@ -204,10 +204,11 @@ class MountTableWatch:
 
 
 class HostnameWatch:
-    """The hostname of PID's UTS namespace, watched from outside for a whole run.
+    """The hostname of a UTS namespace, watched from outside for a whole run.
 
-    The namespace is held open (/proc/PID/ns/uts), so that it can still be
-    read after every process in it has ended, and a thread of the grader's
+    UTS is a descriptor of the namespace (of /proc/PID/ns/uts, opened when
+    the run started: grader/sandbox.py): held, the namespace can still be
+    read after every process in it has ended.  A thread of the grader's
     that has joined it (setns(2) moves only the calling thread into a UTS
     namespace) reads its hostname (uname(2)) every EVERY seconds, until
     close(): every name other than EXPECTED that it sees is in ``seen``.
@@ -217,13 +218,13 @@ class HostnameWatch:
     last reading, in close().
     """
 
-    def __init__(self, pid: int, expected: str, every: float = 0.02) -> None:
+    def __init__(self, uts: int, expected: str, every: float = 0.02) -> None:
         self.expected, self.every = expected, every
         self.seen: list[str] = []
         self.errors: list[BaseException] = []
-        self._fd = os.open(f"/proc/{pid}/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
+        self._fd = os.dup(uts)  # our own hold on it: UTS, a descriptor of /proc/PID/ns/uts
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name=f"hostname-watch-{pid}", daemon=True)
+        self._thread = threading.Thread(target=self._watch, name="hostname-watch", daemon=True)
         self._thread.start()
 
     def _watch(self) -> None:

@@ -105,8 +105,9 @@ class Session:
 
     def __init__(self, box: Box, argv: list[str], init: Child, group: Cgroup,
                  master: int, status: int, tty: int, tty_name: str, *, ids: Any,
-                 on_close: Callable[[], None] | None = None) -> None:
+                 uts: int | None = None, on_close: Callable[[], None] | None = None) -> None:
         self.box, self.argv, self.limits = box, argv, box.limits
+        self.uts = uts  # a descriptor of the caller's UTS namespace, held from the start (or None)
         self.ids = ids  # the sandbox's uids and gids on the machine (sandbox.IdMap)
         self._on_close = on_close
         self.init, self.group, self._status = init, group, status
@@ -286,6 +287,8 @@ class Session:
         finally:
             self.term.close()
             os.close(self._status)
+            if self.uts is not None:
+                os.close(self.uts)
 
     def __enter__(self) -> Session:
         return self

@@ -296,6 +296,18 @@ def test_a_memory_hog_is_killed_by_the_oom_killer_not_the_sandbox(tmp_path):
     then_the_grader_goes_on(tmp_path)
 
 
+def test_a_run_over_before_the_grader_looks_still_shows_the_callers_hostname(tmp_path):
+    # On a loaded machine the grader's thread may get back from starting a
+    # quick run only after it has ended: the sandbox holds the caller's UTS
+    # namespace from the start, so a watch begun late still reads it.
+    name = f"changed-{secrets.token_hex(3)}"
+    with start(tmp_path, f"hostname {name}") as run:
+        assert run.wait().code == 0
+        assert not os.path.exists(f"/proc/{run.init_pid}/ns/uts")  # every process in it has ended
+        watch = observe.HostnameWatch(run.uts, run.box.hostname)
+        assert watch.close() == [name]
+
+
 def test_hostnames_mounts_netns_veths_and_ipc_made_inside_are_gone(tmp_path):
     script = ("hostname evil-host; mount -t tmpfs none /mnt; ip netns add nslabns; "
               "ip link add nslv0 type veth peer name nslv1; ipcmk -Q >/dev/null; "
