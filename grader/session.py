@@ -52,12 +52,12 @@ class Box(Protocol):
     limits: Any  # sandbox.Limits: wall, output ...
     hostname: str
 
-# How Python reports a file it cannot compile (no "Traceback" line then).
 # How long a solution may take to start COMMAND (or print its first line): the
 # contracts set no limit, so this is generous; a correct solution slowed down
 # by a busy machine, or an interpreter's start, loses nothing.
 START = 10
 
+# How Python reports a file it cannot compile (no "Traceback" line then).
 PYTHON_SYNTAX_ERROR = re.compile(r"^(SyntaxError|IndentationError|TabError): ", re.MULTILINE)
 
 
