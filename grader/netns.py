@@ -46,8 +46,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from pyroute2 import IPRoute
-
 from labkit import syscalls
 
 from . import observe
@@ -213,6 +211,10 @@ class View:
 
 def look(fd: int, others: dict[int, int] | None = None) -> View:
     """The namespace open on FD; OTHERS: descriptors of namespaces whose ids in it we want."""
+    # Imported here, before a thread enters the namespace: pyroute2 takes 3 s
+    # to import on the lab VM's emulated CPU, and only the network checks need it.
+    from pyroute2 import IPRoute
+
     def read() -> View:
         view = View(identity(fd))
         with IPRoute() as ip:
