@@ -221,6 +221,10 @@ def test_a_student_runs_a_lesson_edits_a_solution_and_grades_it_in_jupyterlab(la
              "lesson 02's cells")
     wait_for(browser, lambda d: any("nslab" in t for t in texts(d, ".jp-Toolbar-kernelName")),
              "the nslab kernel")
+    # Until the kernel has started, JupyterLab runs no cell (Shift-Enter only moves on): on a
+    # slow machine the first cells would be skipped.  The status bar says when it is idle.
+    wait_for(browser, lambda d: any(t.endswith("| Idle") for t in texts(d, ".jp-StatusBar-TextItem")),
+             "the kernel, idle, in the status bar")
     # The stored outputs come from the lab VM: clear them (Edit menu), so that what shows is live.
     outputs = ".jp-Notebook .jp-CodeCell .jp-OutputArea-output"
     menu("Edit", ".lm-MenuBar-itemLabel").click()
