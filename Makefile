@@ -42,7 +42,7 @@ TEST_PACKAGES := chromium chromium-driver shellcheck git
 help:
 	@echo "make lab     install everything (needs root) and start JupyterLab on this folder"
 	@echo "make test    install everything (needs root) and run the whole test suite"
-	@echo "make vm-test vagrant up of two clones in local VMs, the lab checked and tested in them (~75 min)"
+	@echo "make vm-test vagrant up of a fresh clone in a local VM, check the lab in it, destroy (~65 min)"
 	@echo "make bench   time namespace operations (labkit vs Python vs unshare(1) vs C)"
 	@echo "make lint    ruff"
 	@echo "make clean   remove the virtualenv and the labkit and grader commands of $(BINDIR)"
@@ -127,7 +127,7 @@ test: setup test-packages
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 vm-test:
-	@echo "==> tests/vm/run-vm-test: a Debian box, vagrant up of two fresh clones, the lab checked and tested in the guests"
+	@echo "==> tests/vm/run-vm-test: a Debian box, vagrant up of a fresh clone, the lab checked in the guest"
 	@tests/vm/run-vm-test
 
 lint: venv
