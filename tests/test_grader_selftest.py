@@ -42,7 +42,7 @@ def verdicts(request) -> dict[str, selftest.Verdict]:
     """Every case of each exercise a selected test names, graded once; the grading leaves nothing behind.
 
     `pytest tests/test_grader_selftest.py -k uts/` grades the cases of uts only
-    (tests/vm gives each lab VM the exercises of its half).
+    (the whole selftest is 37 min in the lab VM).
     """
     named = set()
     for item in request.session.items:
