@@ -4,9 +4,7 @@ The self-test is the grader's own test.  Every case of every exercise (the
 starter, each reference, each mutant: grader/selftest/NAME/mutants.toml)
 is graded once here, four at a time as `grader selftest -j 4` does, and
 each verdict is a test of its own; the per-exercise test files do not
-grade these folders again.  Mutants marked more_mutants are the ones a
-smaller set already covers (each check a mutant must fail, failed by one):
-the lab VM skips them, to fit CI's time.  Beyond the verdicts: every check a mutant must
+grade these folders again.  Beyond the verdicts: every check a mutant must
 fail says why, and each starter's first message points to its TODOs.
 The command itself runs once, on one exercise.  Then the judge is checked
 on made-up results, so that a blind check (one a mutant passes) is
@@ -39,49 +37,23 @@ UTS = EXERCISES["uts"]
 CASES = [case for exercise in EXERCISES.values() for case in selftest.cases(exercise)]
 
 
-def one_catch_per_check(cases: list[selftest.Case]) -> set[str]:
-    """Labels of a few mutants that, between them, must fail every check any mutant must fail.
-
-    Greedy: the mutant that covers most checks not yet covered, then again.
-    Mutants this kernel cannot judge (too old for their catch) cover nothing.
-    """
-    chosen: set[str] = set()
-    for exercise in EXERCISES.values():
-        mutants = [c for c in cases if c.exercise is exercise and c.kind == "mutant" and c.runs_here()]
-        uncovered = {name for m in mutants for name in m.must_fail}
-        while uncovered:
-            best = max(mutants, key=lambda m: len(uncovered & set(m.must_fail)))
-            chosen.add(best.label)
-            uncovered -= set(best.must_fail)
-    return chosen
-
-
-# In the lab VM, under QEMU without KVM, the whole selftest takes 37 minutes:
-# there tests/vm runs it with -m "not more_mutants": every starter, reference
-# and unusual solution, and mutants enough that each check is seen failing on
-# the students' kernel too.  Here every case runs.
-COVER = one_catch_per_check(CASES)
-CASE_PARAMS = [pytest.param(c, id=c.label, marks=[pytest.mark.more_mutants]
-                            if c.kind == "mutant" and c.label not in COVER else [])
-               for c in CASES]
-
-
 @pytest.fixture(scope="module")
 def verdicts(request) -> dict[str, selftest.Verdict]:
-    """The cases the selected tests need, graded once; the grading leaves nothing behind.
+    """Every case of each exercise a selected test names, graded once; the grading leaves nothing behind.
 
     `pytest tests/test_grader_selftest.py -k uts/` grades the cases of uts only
     (the whole selftest is 37 min in the lab VM).
     """
-    needed = set()
+    named = set()
     for item in request.session.items:
         params = item.callspec.params if item.module is request.module and hasattr(item, "callspec") else {}
         if "case" in params:
-            needed.add(params["case"].label)
-        elif "name" in params:  # its starter and unusual solutions
-            needed |= {c.label for c in CASES if c.exercise.name == params["name"] and c.kind != "mutant"}
+            named.add(params["case"].exercise.name)
+        elif "name" in params:
+            named.add(params["name"])
     before = leaks.snapshot()
-    found = {v.case.label: v for v in selftest.run_cases([c for c in CASES if c.label in needed], jobs=4)}
+    graded = [exercise for exercise in EXERCISES.values() if exercise.name in named]
+    found = {v.case.label: v for v in selftest.run(graded, jobs=4)}
     left = leaks.leaks(before)
     assert not left, f"the self-test left kernel objects behind: {left}"
     return found
@@ -90,7 +62,7 @@ def verdicts(request) -> dict[str, selftest.Verdict]:
 # The first of these tests waits for the module's fixture, which grades every case of
 # every exercise (a hundred cases, four at a time): the module's timeout holds for it
 # (in the lab VM, under QEMU without KVM, it took more than 900 s).
-@pytest.mark.parametrize("case", CASE_PARAMS)
+@pytest.mark.parametrize("case", CASES, ids=[c.label for c in CASES])
 def test_each_case_gets_what_it_must(verdicts, case):
     verdict = verdicts[case.label]
     not_passed = {c.name: c.message for c in verdict.result.checks if not c.passed}
@@ -99,15 +71,6 @@ def test_each_case_gets_what_it_must(verdicts, case):
         checks = {c.name: c for c in verdict.result.checks}
         for name in case.must_fail:  # caught, and told why
             assert checks[name].status is not Status.PASSED and checks[name].message, name
-
-
-def test_the_guests_mutants_still_catch_every_check_a_mutant_must_fail():
-    for exercise in EXERCISES.values():
-        mutants = [c for c in CASES if c.exercise is exercise and c.kind == "mutant" and c.runs_here()]
-        everything = {name for m in mutants for name in m.must_fail}
-        covered = {name for m in mutants if m.label in COVER for name in m.must_fail}
-        assert covered == everything, exercise.name
-    assert 0 < len(COVER) < sum(c.kind == "mutant" for c in CASES)
 
 
 # What each starter's first check says: the run ended, and it points to the TODOs.

@@ -124,12 +124,7 @@ def judge(case: Case, result: ExerciseResult) -> Verdict:
 def run(exercises: Sequence[Exercise], jobs: int = 2,
         on_verdict: Callable[[Verdict], None] | None = None) -> list[Verdict]:
     """Grade every case of EXERCISES, JOBS at a time; return the verdicts in order."""
-    return run_cases([c for e in exercises for c in cases(e)], jobs, on_verdict)
-
-
-def run_cases(todo: Sequence[Case], jobs: int = 2,
-              on_verdict: Callable[[Verdict], None] | None = None) -> list[Verdict]:
-    """Grade the cases TODO, JOBS at a time; return the verdicts in order."""
+    todo = [c for e in exercises for c in cases(e)]
     hide = hidden_paths()
 
     def one(case: Case) -> Verdict:
