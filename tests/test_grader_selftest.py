@@ -27,7 +27,7 @@ from grader.feedback import Status
 
 # The module's fixture grades every case of every exercise (about 110 runs in
 # sandboxes, some slow on purpose): a few minutes on 2 busy cores, and several
-# times that under QEMU without KVM (the lab VM in CI), not pytest's default
+# times that under QEMU without KVM (the lab VM), not pytest's default
 # 120 s.  A slow machine is real; the grader's own limits still hold.
 pytestmark = pytest.mark.timeout(2400)
 
