@@ -9,9 +9,9 @@ need not be readable: Debian makes home folders with mode 0700, so
 read the checkout) makes this copy in a fresh folder of /tmp, mode 0755, and
 removes it at the end.
 
-The virtualenv is copied file by file as hard links where it can be (the
-same file system: instant, no space), as copies elsewhere or where a file
-is not readable by others.  A virtualenv names its own folder in a few
+The virtualenv, compiled modules included, is copied file by file as hard
+links where it can be (the same file system: instant, no space), as copies
+elsewhere or where a file is not readable by others.  A virtualenv names its own folder in a few
 places, which are rewritten in the copy, never in place (a hard link shares
 the original's content): the scripts' #! lines, the .pth file of the
 editable install, and the Jupyter kernel's kernel.json.
@@ -83,7 +83,13 @@ class ReadableKit:
             target.mkdir(exist_ok=True)
             target.chmod(0o755)
             links = [d for d in dirs if (here / d).is_symlink()]  # lib64 -> lib
-            dirs[:] = [d for d in dirs if d not in links and d != "__pycache__"]
+            # __pycache__ too: the other user cannot write one, and without
+            # the compiled modules every Python it starts compiles IPython,
+            # Jupyter and pytest from source (on the lab VM's emulated CPU,
+            # that made a rootless lesson take twice as long as as root).
+            # A .pyc is checked against its source's mtime and size, which a
+            # hard link shares and copy2 keeps.
+            dirs[:] = [d for d in dirs if d not in links]
             for name in files + links:
                 self._copy_file(here / name, target / name, same_fs)
 
