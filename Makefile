@@ -42,7 +42,7 @@ TEST_PACKAGES := chromium chromium-driver shellcheck git
 help:
 	@echo "make lab     install everything (needs root) and start JupyterLab on this folder"
 	@echo "make test    install everything (needs root) and run the whole test suite"
-	@echo "make vm-test vagrant up of a fresh clone in a local VM, the whole suite in it, destroy (~2.5 h)"
+	@echo "make vm-test vagrant up of a fresh clone in a local VM, the whole suite in it, destroy (~3.5 h)"
 	@echo "             (VM_SUITE=ci: the lessons and the kernel's tests only, ~60 min: what CI runs)"
 	@echo "make bench   time namespace operations (labkit vs Python vs unshare(1) vs C)"
 	@echo "make lint    ruff"
